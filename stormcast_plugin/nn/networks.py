@@ -1,0 +1,148 @@
+"""StormCast's two networks and the paper presets.
+
+* :class:`RegressionNet` predicts the next hour's mean state from
+  ``cat[state, conditioning, invariants]``; a SongUNet with the zero noise
+  embedding (state-dict compatible with PhysicsNeMo's ``StormCastUNet``).
+* :class:`EDMPrecond` is the EDM-preconditioned denoiser of the residual,
+  ``D(x; sigma) = c_skip x + c_out F(cat[c_in x, condition], c_noise)``
+  (state-dict compatible with PhysicsNeMo's ``EDMPrecond``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..diffusion.losses import edm_precondition_coefficients
+from .songunet import SongUNet, SongUNetConfig
+
+__all__ = [
+    "EDMPrecond",
+    "RegressionNet",
+    "paper_diffusion_config",
+    "paper_regression_config",
+    "count_parameters",
+]
+
+
+class RegressionNet(nn.Module):
+    """Deterministic next-state network: ``r = F(x)`` with no noise input.
+
+    Parameters
+    ----------
+    config : SongUNetConfig
+        Architecture; ``embedding_type`` must be ``"zero"``.
+    """
+
+    def __init__(self, config: SongUNetConfig) -> None:
+        super().__init__()
+        if config.embedding_type != "zero":
+            raise ValueError(
+                f"a regression net has no noise input: embedding_type must be 'zero', "
+                f"got {config.embedding_type!r}"
+            )
+        self.model = SongUNet(config)
+
+    @property
+    def config(self) -> SongUNetConfig:
+        return self.model.config
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in, H, W]`` -> ``[B, out, H, W]`` (float32 result)."""
+        return self.model(x).float()
+
+
+class EDMPrecond(nn.Module):
+    """EDM preconditioned denoiser around a SongUNet.
+
+    Parameters
+    ----------
+    config : SongUNetConfig
+        Architecture of the inner network; ``in_channels`` counts the noisy
+        image and the condition channels.
+    sigma_data : float
+        Expected standard deviation of the data (0.5 in StormCast).
+    """
+
+    def __init__(self, config: SongUNetConfig, sigma_data: float = 0.5) -> None:
+        super().__init__()
+        if config.embedding_type == "zero":
+            raise ValueError("a diffusion denoiser needs a noise embedding; use embedding_type='positional'")
+        self.sigma_data = float(sigma_data)
+        self.model = SongUNet(config)
+
+    @property
+    def config(self) -> SongUNetConfig:
+        return self.model.config
+
+    @property
+    def img_channels(self) -> int:
+        """Channels of the denoised image."""
+        return self.model.config.out_channels
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels expected in ``condition``."""
+        return self.model.config.in_channels - self.model.config.out_channels
+
+    def forward(self, x: Tensor, sigma: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Denoise ``x`` at noise level ``sigma``.
+
+        Parameters
+        ----------
+        x : Tensor
+            Noisy image ``[B, C, H, W]``.
+        sigma : Tensor
+            Noise level per sample ``[B]`` (or a scalar for all).
+        condition : Tensor, optional
+            ``[B, condition_channels, H, W]`` concatenated after ``c_in x``.
+
+        Returns
+        -------
+        Tensor
+            ``D(x; sigma)`` in float32.
+        """
+        x = x.float()
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, 1, 1, 1)
+        c_skip, c_out, c_in, c_noise = edm_precondition_coefficients(sigma, self.sigma_data)
+        arg = c_in * x
+        if condition is not None:
+            arg = torch.cat([arg, condition.to(arg.dtype)], dim=1)
+        f_x = self.model(arg, c_noise.flatten())
+        return c_skip * x + c_out * f_x.float()
+
+
+def paper_regression_config(
+    img_resolution: tuple[int, int] = (512, 640), in_channels: int = 127, out_channels: int = 99
+) -> SongUNetConfig:
+    """The StormCast paper's regression network (about 78.9 M parameters)."""
+    return SongUNetConfig(
+        img_resolution=img_resolution,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        embedding_type="zero",
+    )
+
+
+def paper_diffusion_config(
+    img_resolution: tuple[int, int] = (512, 640),
+    in_channels: int = 299,
+    out_channels: int = 99,
+    additive_pos_embed: bool = True,
+) -> SongUNetConfig:
+    """The StormCast paper's diffusion network (about 121.1 M parameters with
+    the additive spatial embedding)."""
+    return SongUNetConfig(
+        img_resolution=img_resolution,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        embedding_type="positional",
+        additive_pos_embed=additive_pos_embed,
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

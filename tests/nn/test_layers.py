@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stormcast_plugin.nn.layers import (
+    Conv2d,
+    GroupNorm,
+    PositionalEmbedding,
+    UNetAttention,
+    UNetBlock,
+    group_count,
+)
+from tests.conftest import randomize_
+
+
+def test_group_count_follows_min_channels_rule():
+    assert group_count(128) == 32
+    assert group_count(16) == 4
+    assert group_count(6) == 2
+    with pytest.raises(ValueError, match="cannot be split"):
+        group_count(30)  # 30 -> 8 groups, not a divisor
+
+
+def test_groupnorm_eval_uses_unbiased_group_variance():
+    torch.manual_seed(0)
+    gn = randomize_(GroupNorm(8, eps=1e-6), seed=1).eval()
+    x = torch.randn(2, 8, 3, 5)
+    g = gn.num_groups
+    xg = x.reshape(2, g, -1)
+    mean = xg.mean(-1, keepdim=True)
+    var = xg.var(-1, keepdim=True, unbiased=True)
+    ref = ((xg - mean) / torch.sqrt(var + 1e-6)).reshape_as(x)
+    ref = ref * gn.weight[None, :, None, None] + gn.bias[None, :, None, None]
+    torch.testing.assert_close(gn(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_groupnorm_train_is_standard_group_norm_with_silu():
+    gn = randomize_(GroupNorm(8, silu=True), seed=2).train()
+    x = torch.randn(2, 8, 4, 4)
+    ref = F.silu(F.group_norm(x, 2, gn.weight, gn.bias, 1e-6))
+    torch.testing.assert_close(gn(x), ref)
+
+
+@pytest.mark.parametrize("up", [False, True])
+def test_box_resampling_equals_filter_convolution(up):
+    conv = Conv2d(3, 5, kernel=3, up=up, down=not up)
+    randomize_(conv)
+    x = torch.randn(2, 3, 8, 6)
+    fast = conv(x)
+    conv._box = False  # force the generic filter path
+    slow = conv(x)
+    assert fast.shape == (2, 5, 16, 12) if up else (2, 5, 4, 3)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+
+
+def test_downsample_is_two_by_two_mean():
+    conv = Conv2d(1, 1, kernel=0, down=True)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    expected = torch.tensor([[2.5, 4.5], [10.5, 12.5]])
+    torch.testing.assert_close(conv(x)[0, 0], expected)
+
+
+def test_positional_embedding_matches_formula():
+    emb = PositionalEmbedding(8, endpoint=True)
+    sigma = torch.tensor([0.5, -1.0])
+    freqs = [(1 / 10000) ** (k / 3) for k in range(4)]
+    expected = torch.tensor(
+        [[math.sin(s * f) for f in freqs] + [math.cos(s * f) for f in freqs] for s in sigma.tolist()]
+    )
+    torch.testing.assert_close(emb(sigma), expected)
+
+
+def test_positional_embedding_fills_missing_freqs_on_load():
+    emb = PositionalEmbedding(8)
+    emb.load_state_dict({}, strict=True)  # old checkpoints lacked the buffer
+
+
+def test_attention_matches_softmax_formula():
+    torch.manual_seed(0)
+    att = randomize_(UNetAttention(8, num_heads=2), seed=3).eval()
+    x = torch.randn(2, 8, 3, 4)
+    qkv = att.qkv(att.norm(x)).reshape(2, 2, 4, 3, 12)
+    q, k, v = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]  # [b, h, c, n]
+    w = torch.softmax(torch.einsum("bhcq,bhck->bhqk", q, k) / math.sqrt(4), dim=-1)
+    a = torch.einsum("bhqk,bhck->bhcq", w, v).reshape(2, 8, 3, 4)
+    torch.testing.assert_close(att(x), att.proj(a) + x, rtol=1e-5, atol=1e-5)
+
+
+def test_unet_block_loads_legacy_attention_names():
+    blk = UNetBlock(8, 8, emb_channels=4, attention=True)
+    randomize_(blk)
+    state = blk.state_dict()
+    legacy = {}
+    for k, v in state.items():
+        k = k.replace("attn.norm.", "norm2.").replace("attn.qkv.", "qkv.").replace("attn.proj.", "proj.")
+        legacy[k] = v
+    assert "qkv.weight" in legacy and "attn.qkv.weight" not in legacy
+    fresh = UNetBlock(8, 8, emb_channels=4, attention=True)
+    fresh.load_state_dict(legacy, strict=True)
+    torch.testing.assert_close(fresh.attn.qkv.weight, blk.attn.qkv.weight)
+
+
+def test_conv_rejects_up_and_down():
+    with pytest.raises(ValueError, match="up- and down"):
+        Conv2d(1, 1, 3, up=True, down=True)
