@@ -280,7 +280,7 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
         name = "EDMPrecond"
         args = dict(img_resolution=list(c.img_resolution), img_channels=c.out_channels,
                     img_in_channels=c.in_channels, img_out_channels=c.out_channels,
-                    sigma_data=net.sigma_data, model_type="SongUNet", **song)
+                    sigma_data=float(net.sigma_data), model_type="SongUNet", **song)
         module = "physicsnemo.diffusion.preconditioners.legacy"
     else:
         raise TypeError(f"cannot write a {type(net).__name__} as .mdlus; expected RegressionNet or EDMPrecond")

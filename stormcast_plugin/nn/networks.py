@@ -70,8 +70,13 @@ class EDMPrecond(nn.Module):
         super().__init__()
         if config.embedding_type == "zero":
             raise ValueError("a diffusion denoiser needs a noise embedding; use embedding_type='positional'")
-        self.sigma_data = float(sigma_data)
         self.model = SongUNet(config)
+        # A buffer, as in PhysicsNeMo's state dicts; older files lack it.
+        self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
+        self._register_load_state_dict_pre_hook(self._fill_sigma_data)
+
+    def _fill_sigma_data(self, state_dict, prefix, *args) -> None:
+        state_dict.setdefault(prefix + "sigma_data", self.sigma_data.clone())
 
     @property
     def config(self) -> SongUNetConfig:
@@ -106,7 +111,7 @@ class EDMPrecond(nn.Module):
         """
         x = x.float()
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, 1, 1, 1)
-        c_skip, c_out, c_in, c_noise = edm_precondition_coefficients(sigma, self.sigma_data)
+        c_skip, c_out, c_in, c_noise = edm_precondition_coefficients(sigma, float(self.sigma_data))
         arg = c_in * x
         if condition is not None:
             arg = torch.cat([arg, condition.to(arg.dtype)], dim=1)

@@ -31,7 +31,7 @@ def test_diffusion_round_trip(tmp_path, tiny_config):
     cfg = tiny_config(in_channels=8, out_channels=3, embedding_type="positional", additive_pos_embed=True)
     net = randomize_(EDMPrecond(cfg, sigma_data=0.7), seed=2).eval()
     loaded = load_mdlus(write_mdlus(net, tmp_path / "EDMPrecond.0.0.mdlus"))
-    assert loaded.sigma_data == 0.7 and loaded.config == cfg
+    assert float(loaded.sigma_data) == pytest.approx(0.7) and loaded.config == cfg
     x, c, s = torch.randn(2, 3, 16, 24), torch.randn(2, 5, 16, 24), torch.tensor([0.1, 10.0])
     torch.testing.assert_close(loaded(x, s, c), net(x, s, c), rtol=0, atol=0)
 
