@@ -210,6 +210,16 @@ class SongUNet(nn.Module):
                 )
         # Which decoder blocks take a skip connection (the "_block" ones).
         self._dec_concat = {name: "_block" in name for name in self.dec}
+        if c.embedding_type == "zero":
+            self._register_load_state_dict_pre_hook(self._drop_unused_embedding)
+
+    @staticmethod
+    def _drop_unused_embedding(state_dict, prefix, *args) -> None:
+        # Older releases built the noise-embedding layers even for the zero
+        # embedding (the official regression checkpoint carries them) but never
+        # used them: the conditioning vector is zero whatever their weights.
+        for key in [k for k in state_dict if k.startswith(prefix + "map_")]:
+            del state_dict[key]
 
     def embedding(self, noise_labels: Tensor, batch: int, dtype: torch.dtype) -> Tensor:
         """Conditioning vector ``[B, emb_channels]`` for the noise labels."""

@@ -106,3 +106,17 @@ def test_config_round_trip_and_unknown_keys(tiny_config):
 def test_regression_requires_zero_embedding(tiny_config):
     with pytest.raises(ValueError, match="zero"):
         RegressionNet(tiny_config(embedding_type="positional"))
+
+
+def test_zero_embedding_ignores_legacy_embedding_layers(tiny_config):
+    # Older checkpoints of the regression net carry unused map_* layers
+    # (the source of the 78.9 M count quoted for the official file).
+    net = randomize_(RegressionNet(tiny_config()), seed=7).eval()
+    state = dict(net.state_dict())
+    state["model.map_noise.freqs"] = torch.ones(8)
+    state["model.map_layer0.weight"] = torch.ones(64, 16)
+    state["model.map_layer0.bias"] = torch.ones(64)
+    fresh = RegressionNet(tiny_config())
+    fresh.load_state_dict(state, strict=True)
+    x = torch.randn(1, 5, 16, 24)
+    torch.testing.assert_close(fresh.eval()(x), net(x))
