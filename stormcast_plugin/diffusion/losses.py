@@ -1,0 +1,277 @@
+"""Training losses for StormCast: EDM denoising loss and regression MSE.
+
+EDM (Karras et al. 2022, Table 1) trains a denoiser
+:math:`D(x; \\sigma) = c_\\text{skip} x + c_\\text{out} F(c_\\text{in} x; c_\\text{noise})`
+with noise levels :math:`\\ln\\sigma \\sim \\mathcal N(P_\\text{mean}, P_\\text{std}^2)`
+and the loss weight :math:`\\lambda(\\sigma) = 1/c_\\text{out}^2`, which makes the
+effective training target of ``F`` unit-variance at every noise level.
+
+References
+----------
+.. [1] T. Karras, M. Aittala, T. Aila, S. Laine, "Elucidating the Design Space
+   of Diffusion-Based Generative Models", NeurIPS 2022, Table 1 and Sec. 5.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "edm_precondition_coefficients",
+    "sample_training_sigma",
+    "edm_loss_weight",
+    "edm_loss",
+    "regression_loss",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_sigma_data(sigma_data: float) -> float:
+    sigma_data = float(sigma_data)
+    if not (math.isfinite(sigma_data) and sigma_data > 0.0):
+        raise ValueError(
+            f"sigma_data must be positive and finite, got {sigma_data}; "
+            "use the data standard deviation (0.5 for normalised data)."
+        )
+    return sigma_data
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
+    return reduction
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _randn(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> Tensor:
+    """``torch.randn`` drawn on the generator's device, then moved to ``device``."""
+    if generator is None:
+        return torch.randn(shape, dtype=dtype, device=device)
+    return torch.randn(shape, generator=generator, dtype=dtype, device=generator.device).to(device)
+
+
+def edm_precondition_coefficients(
+    sigma: Tensor, sigma_data: float = 0.5
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""EDM preconditioning coefficients (Karras et al. 2022, Table 1).
+
+    .. math::
+
+        c_\text{skip} = \frac{\sigma_d^2}{\sigma^2 + \sigma_d^2}, \quad
+        c_\text{out} = \frac{\sigma \sigma_d}{\sqrt{\sigma^2 + \sigma_d^2}}, \quad
+        c_\text{in} = \frac{1}{\sqrt{\sigma_d^2 + \sigma^2}}, \quad
+        c_\text{noise} = \tfrac14 \ln \sigma.
+
+    Parameters
+    ----------
+    sigma : Tensor
+        Noise levels (any shape, positive).  Floats are converted to tensors.
+    sigma_data : float, default 0.5
+        Standard deviation of the data, :math:`\sigma_d`.
+
+    Returns
+    -------
+    c_skip, c_out, c_in, c_noise : Tensor
+        Each with the shape and dtype of ``sigma``.
+    """
+    sigma_data = _check_sigma_data(sigma_data)
+    sigma = torch.as_tensor(sigma)
+    if not sigma.is_floating_point():
+        sigma = sigma.to(torch.get_default_dtype())
+    total_var = sigma**2 + sigma_data**2
+    c_skip = sigma_data**2 / total_var
+    c_out = sigma * sigma_data / total_var.sqrt()
+    c_in = 1.0 / total_var.sqrt()
+    c_noise = sigma.log() / 4.0
+    return c_skip, c_out, c_in, c_noise
+
+
+def sample_training_sigma(
+    batch: int,
+    *,
+    P_mean: float = -1.2,
+    P_std: float = 1.2,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""Draw training noise levels :math:`\sigma = \exp(P_\text{mean} + P_\text{std} n)`, :math:`n \sim \mathcal N(0, 1)`.
+
+    Parameters
+    ----------
+    batch : int
+        Number of noise levels ``B`` (>= 1).
+    P_mean, P_std : float, default -1.2 and 1.2
+        Mean and standard deviation of :math:`\ln\sigma`.
+    generator : torch.Generator, optional
+        Random source (global RNG when ``None``).
+    device : torch.device or str, optional
+        Device of the result.
+    dtype : torch.dtype, default torch.float32
+        Dtype of the result.
+
+    Returns
+    -------
+    Tensor
+        Shape ``[B]``, positive.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}; pass the batch size.")
+    if not (math.isfinite(P_std) and P_std >= 0.0):
+        raise ValueError(f"P_std must be >= 0 and finite, got {P_std}; the EDM default is 1.2.")
+    if not math.isfinite(P_mean):
+        raise ValueError(f"P_mean must be finite, got {P_mean}; the EDM default is -1.2.")
+    n = _randn((batch,), generator, dtype, device)
+    return (P_mean + P_std * n).exp()
+
+
+def edm_loss_weight(sigma: Tensor, sigma_data: float = 0.5) -> Tensor:
+    r"""EDM loss weight :math:`\lambda(\sigma) = (\sigma^2 + \sigma_d^2) / (\sigma \sigma_d)^2 = 1/c_\text{out}^2`.
+
+    Parameters
+    ----------
+    sigma : Tensor
+        Noise levels (any shape, positive).
+    sigma_data : float, default 0.5
+        Standard deviation of the data.
+
+    Returns
+    -------
+    Tensor
+        Weights with the shape of ``sigma``.
+    """
+    sigma_data = _check_sigma_data(sigma_data)
+    sigma = torch.as_tensor(sigma)
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def edm_loss(
+    denoise: Callable[[Tensor, Tensor], Tensor],
+    y: Tensor,
+    *,
+    sigma: Tensor | None = None,
+    noise: Tensor | None = None,
+    P_mean: float = -1.2,
+    P_std: float = 1.2,
+    sigma_data: float = 0.5,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""EDM denoising loss :math:`\lambda(\sigma)\,\lVert D(y + n; \sigma) - y \rVert^2`.
+
+    With :math:`n = \sigma \epsilon`, :math:`\epsilon \sim \mathcal N(0, I)` and
+    :math:`\ln\sigma \sim \mathcal N(P_\text{mean}, P_\text{std}^2)` per sample.
+
+    Parameters
+    ----------
+    denoise : callable
+        ``denoise(x, sigma) -> D(x; sigma)`` with ``x`` of the shape of ``y`` and
+        ``sigma`` of shape ``[B]``.
+    y : Tensor
+        Clean targets ``[B, C, H, W]`` (any ``[B, ...]`` works).
+    sigma : Tensor, optional
+        Noise levels ``[B]``; drawn with :func:`sample_training_sigma` when
+        ``None``.
+    noise : Tensor, optional
+        Standard normal noise with the shape of ``y``; drawn when ``None``.
+        When both are drawn, ``sigma`` is drawn first, then ``noise``, from
+        ``generator``.
+    P_mean, P_std : float
+        Log-normal noise-level distribution, see :func:`sample_training_sigma`.
+    sigma_data : float, default 0.5
+        Standard deviation of the data (sets the loss weight).
+    generator : torch.Generator, optional
+        Random source for ``sigma`` and ``noise``.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'none'`` returns the per-element weighted squared error.
+
+    Returns
+    -------
+    Tensor
+        Scalar, or a tensor of the shape of ``y`` for ``reduction='none'``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown reduction or mismatched ``sigma`` / ``noise`` / output
+        shapes.
+    """
+    _check_reduction(reduction)
+    if y.ndim < 1:
+        raise ValueError("y must have a leading batch dimension, got a 0-d tensor; pass [B, C, H, W].")
+    batch = y.shape[0]
+    if sigma is None:
+        sigma = sample_training_sigma(
+            batch, P_mean=P_mean, P_std=P_std, generator=generator, device=y.device, dtype=y.dtype
+        )
+    elif sigma.shape != (batch,):
+        raise ValueError(
+            f"sigma must have shape [B]=({batch},), got {tuple(sigma.shape)}; "
+            "pass one noise level per sample."
+        )
+    if noise is None:
+        noise = _randn(tuple(y.shape), generator, y.dtype, y.device)
+    elif noise.shape != y.shape:
+        raise ValueError(
+            f"noise shape {tuple(noise.shape)} does not match y shape {tuple(y.shape)}; "
+            "pass standard normal noise shaped like y."
+        )
+
+    sigma_b = sigma.reshape((batch,) + (1,) * (y.ndim - 1))
+    n = noise * sigma_b
+    D = denoise(y + n, sigma)
+    if D.shape != y.shape:
+        raise ValueError(
+            f"denoise returned shape {tuple(D.shape)} for targets of shape {tuple(y.shape)}; "
+            "the denoiser must return D(x; sigma) with the shape of x."
+        )
+    weight = edm_loss_weight(sigma_b, sigma_data)
+    loss = weight * (D - y) ** 2
+    return _reduce(loss, reduction)
+
+
+def regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean squared error of the regression U-Net.
+
+    Parameters
+    ----------
+    pred, target : Tensor
+        Prediction and target, identical shapes.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'none'`` returns the per-element squared error.
+
+    Returns
+    -------
+    Tensor
+        Scalar, or a tensor of the input shape for ``reduction='none'``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or the reduction is unknown.
+    """
+    _check_reduction(reduction)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred shape {tuple(pred.shape)} does not match target shape "
+            f"{tuple(target.shape)}; regression_loss needs identical shapes (no broadcasting)."
+        )
+    return _reduce((pred - target) ** 2, reduction)
