@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-# Two xdist workers share two cores: one thread each avoids oversubscription.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+# Test tensors are small: one thread per process avoids OpenMP contention
+# between the xdist workers (and with anything else on a 2-core machine).
+torch.set_num_threads(1)
 
 
 @pytest.fixture

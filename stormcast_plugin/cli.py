@@ -1,0 +1,184 @@
+"""The ``stormcast`` command line.
+
+Subcommands::
+
+    stormcast forecast   run a forecast (embedded offline default unless --package)
+    stormcast plot       draw maps and animations of a forecast store
+
+Heavy libraries load only inside the subcommand that needs them, so
+``stormcast --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stormcast",
+        description="StormCast: kilometre-scale storm emulator (regression + EDM diffusion).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    f = sub.add_parser(
+        "forecast",
+        help="run a forecast",
+        description="Run a StormCast forecast and write it to zarr or netCDF. Without --package "
+        "the embedded offline default runs (a demonstration model on a synthetic case).",
+    )
+    f.add_argument("--start", default="2024-05-01T00", help="initial time, ISO 8601 (default %(default)s)")
+    f.add_argument("--hours", type=int, default=12, help="forecast length in hours (default %(default)s)")
+    f.add_argument("--members", type=int, default=1, help="ensemble members (default %(default)s)")
+    f.add_argument("--out", default="forecast.zarr", help="output store, .zarr or .nc (default %(default)s)")
+    f.add_argument("--format", choices=["zarr", "netcdf"], help="output format (default: from --out suffix)")
+    f.add_argument("--package", help="model package: a folder, hf://org/repo[@rev], or 'official' "
+                   "(nvidia/stormcast-v1-era5-hrrr); default: the embedded demo")
+    f.add_argument("--state-source", default=None,
+                   help="initial state: 'demo' (default with the demo model) or 'hrrr' (earth2studio HRRR)")
+    f.add_argument("--conditioning-source", default=None,
+                   help="conditioning: 'demo', 'arco' (ERA5, default for packages), 'cds', 'gfs', 'wb2'")
+    f.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    f.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    f.add_argument("--sampler-steps", type=int, help="diffusion sampler steps (default: the package's)")
+    f.add_argument("--batch-size", type=int, help="members stepped together (default: all)")
+    f.add_argument("--regression-only", action="store_true", help="deterministic mean forecast, no diffusion")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    f.add_argument("--plot", metavar="VARS", help="also draw these variables (comma-separated) next to the output")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    pl = sub.add_parser("plot", help="draw maps of a forecast", description="Draw maps per lead time "
+                        "(PNG) and an animation (GIF) of chosen variables of a forecast store.")
+    pl.add_argument("forecast", help="forecast store (.zarr or .nc)")
+    pl.add_argument("--variables", default=None, help="comma-separated variables (default: all)")
+    pl.add_argument("--out", default=None, help="output folder (default: FORECAST_plots)")
+    pl.add_argument("--member", type=int, default=0, help="ensemble member to draw (default 0)")
+    pl.add_argument("--time-index", type=int, default=0, help="initial time index (default 0)")
+    pl.add_argument("--no-gif", action="store_true", help="skip the animations")
+    return p
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _conditioning_source(name: str, package):
+    if name == "demo":
+        from .demo import DemoConditioningSource
+
+        return DemoConditioningSource(package)
+    import earth2studio.data as e2d
+
+    sources = {"arco": "ARCO", "cds": "CDS", "gfs": "GFS_FX", "wb2": "WB2ERA5"}
+    if name not in sources:
+        raise SystemExit(f"error: unknown conditioning source {name!r}; choose demo, {', '.join(sources)}")
+    return getattr(e2d, sources[name])()
+
+
+def _state_source(name: str, package):
+    if name == "demo":
+        from .demo import DemoStateSource
+
+        return DemoStateSource(package)
+    if name == "hrrr":
+        from earth2studio.data import HRRR
+
+        from .sources import CropToGrid
+
+        return CropToGrid(HRRR(), package.grid)
+    raise SystemExit(f"error: unknown state source {name!r}; choose demo or hrrr")
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .forecast import open_output, run_forecast
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} already exists; choose another --out or pass --overwrite", file=sys.stderr)
+        return 2
+    try:
+        start = np.datetime64(args.start, "h")
+    except ValueError:
+        print(f"error: --start {args.start!r} is not an ISO 8601 time such as 2024-05-01T00", file=sys.stderr)
+        return 2
+
+    from .model import StormCast
+    from .package import DEFAULT_REPO, DEFAULT_REVISION, load_package
+
+    if args.package is None:
+        from .demo import demo_package
+
+        package = demo_package()
+        default_sources = "demo"
+        print("Running the embedded default: a RANDOMLY INITIALISED demonstration model on a synthetic "
+              "case (its output is not a weather forecast).", file=sys.stderr)
+    else:
+        source = f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}" if args.package == "official" else args.package
+        package = load_package(source)
+        default_sources = None
+    state_name = args.state_source or default_sources or "hrrr"
+    cond_name = args.conditioning_source or default_sources or "arco"
+    model = StormCast(
+        package,
+        _conditioning_source(cond_name, package),
+        seed=args.seed,
+        sampler_steps=args.sampler_steps,
+        regression_only=args.regression_only,
+    ).to(_device(args.device))
+    io = open_output(out, fmt=args.format, overwrite=args.overwrite)
+    run_forecast(
+        model,
+        _state_source(state_name, package),
+        start,
+        args.hours,
+        io,
+        members=args.members,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        attrs={"state_source": state_name, "conditioning_source": cond_name},
+    )
+    print(f"wrote {out} ({args.members} member(s), {args.hours} h)", file=sys.stderr)
+    if args.plot:
+        return _plot(argparse.Namespace(forecast=str(out), variables=args.plot, out=None, member=0,
+                                        time_index=0, no_gif=False))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plots import plot_forecast
+
+    variables = [v.strip() for v in args.variables.split(",")] if args.variables else None
+    out = Path(args.out) if args.out else Path(str(Path(args.forecast)).rstrip("/") + "_plots")
+    paths = plot_forecast(args.forecast, variables, out, time_index=args.time_index,
+                          member=args.member, gif=not args.no_gif)
+    print(f"wrote {len(paths)} pictures to {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stormcast`` command."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"forecast": _forecast, "plot": _plot}[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

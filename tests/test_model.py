@@ -1,0 +1,171 @@
+"""StormCast as an earth2studio PrognosticModel, on a tiny random package."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.forecast import fetch_state
+from stormcast_plugin.grid import ModelGrid
+from stormcast_plugin.model import StormCast
+from stormcast_plugin.package import random_package
+from stormcast_plugin.variables import INVARIANTS, PRESETS
+
+T0 = np.datetime64("2024-05-01T00", "ns")
+
+
+@pytest.fixture(scope="module")
+def package():
+    grid = ModelGrid.hrrr(rows=(500, 516), cols=(800, 824), name="test-16x24")
+    return random_package(PRESETS["tiny"]["state"], PRESETS["tiny"]["conditioning"], INVARIANTS, grid,
+                          model_channels=8, channel_mult=(1, 2, 2), num_blocks=1, seed=3)
+
+
+@pytest.fixture
+def model(package):
+    return StormCast(package, DemoConditioningSource(package), seed=7, sampler_steps=2)
+
+
+@pytest.fixture
+def initial(package):
+    x, coords = fetch_state(DemoStateSource(package), [T0], list(package.state_variables), package.grid)
+    return x, coords  # [time, lead, var, y, x]
+
+
+def _with_ensemble(x, coords, n):
+    c = OrderedDict(ensemble=np.arange(n))
+    c.update(coords)
+    return x.unsqueeze(0).repeat(n, *[1] * x.ndim), c
+
+
+def test_input_coords_are_fresh_and_complete(model):
+    a, b = model.input_coords(), model.input_coords()
+    assert a is not b and list(a) == ["batch", "time", "lead_time", "variable", "hrrr_y", "hrrr_x"]
+    a["variable"][0] = "zzz"
+    assert model.input_coords()["variable"][0] == "u10m"
+    assert model.lat.shape == model.lon.shape == (16, 24)
+    assert np.isfinite(model.lat).all() and (model.lon > 180).all()
+
+
+def test_output_coords_add_one_hour(model, initial):
+    _, coords = initial
+    out = model.output_coords(coords)
+    assert out["lead_time"] == np.array([np.timedelta64(1, "h")])
+    assert list(out["variable"]) == list(model.variables)
+
+
+def test_step_shapes_and_values(model, initial):
+    x, coords = initial
+    before = x.clone()
+    y, c = model(x, coords)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert c["lead_time"][0] == np.timedelta64(1, "h")
+    assert torch.equal(x, before)  # input never modified
+    assert not torch.allclose(y, x)
+
+
+def test_variables_matched_by_name(model, initial):
+    x, coords = initial
+    y_ref, _ = model(x, coords)
+    perm = np.array([2, 0, 1, 5, 4, 3])
+    c2 = coords.copy()
+    c2["variable"] = coords["variable"][perm]
+    y2, out = model(x[:, :, perm], c2)
+    assert list(out["variable"]) == list(model.variables)
+    torch.testing.assert_close(y2, y_ref)
+
+
+def test_missing_and_extra_variables_are_named(model, initial):
+    x, coords = initial
+    c = coords.copy()
+    c["variable"] = np.array(list(coords["variable"][:-1]) + ["t2m_bogus"])
+    with pytest.raises(ValueError, match=r"t2m_bogus"):
+        model(x, c)
+    c["variable"] = coords["variable"][:-1]
+    with pytest.raises(ValueError, match=r"lacks variables \['refc'\]"):
+        model(x[:, :, :-1], c)
+
+
+def test_wrong_grid_is_rejected(model, initial):
+    x, coords = initial
+    c = coords.copy()
+    c["hrrr_x"] = coords["hrrr_x"][:20]
+    with pytest.raises(ValueError, match=r"hrrr_x has 20 points"):
+        model(x[..., :20], c)
+    c = coords.copy()
+    c["hrrr_y"] = coords["hrrr_y"] + 30000.0
+    with pytest.raises(ValueError):
+        model(x, c)
+
+
+def test_nan_state_names_variable(model, initial):
+    x, coords = initial
+    x = x.clone()
+    x[0, 0, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values in \['t2m'\]"):
+        model(x, coords)
+
+
+def test_seeded_and_member_independent_of_batch(model, initial):
+    x, coords = initial
+    xe, ce = _with_ensemble(x, coords, 3)
+    full, _ = model(xe, ce)
+    part_coords = ce.copy()
+    part_coords["ensemble"] = np.array([2])
+    part, _ = model(xe[2:], part_coords)
+    scale = full.abs().max().item()
+    torch.testing.assert_close(full[2:], part, rtol=0, atol=1e-4 * scale)
+    assert (full[0] - full[1]).abs().max() > 1e-3  # members differ
+    again, _ = model(xe, ce)
+    torch.testing.assert_close(again, full, rtol=0, atol=0)
+
+
+def test_create_iterator_yields_initial_condition_first(model, initial):
+    x, coords = initial
+    it = model.create_iterator(x, coords)
+    leads = []
+    for i, (y, c) in enumerate(it):
+        leads.append(int(c["lead_time"][0] / np.timedelta64(1, "h")))
+        if i == 0:
+            torch.testing.assert_close(y, x)
+        if i == 2:
+            break
+    assert leads == [0, 1, 2]
+
+
+def test_regression_only_is_deterministic(package, initial):
+    x, coords = initial
+    a = StormCast(package, DemoConditioningSource(package), seed=1, regression_only=True)
+    b = StormCast(package, DemoConditioningSource(package), seed=2, regression_only=True)
+    torch.testing.assert_close(a(x, coords)[0], b(x, coords)[0])
+
+
+def test_missing_conditioning_variable_is_named(package, initial):
+    x, coords = initial
+    src = DemoConditioningSource(package)
+    del src.means["z500"]
+    with pytest.raises(ValueError, match="z500"):
+        StormCast(package, src, seed=0)(x, coords)
+
+
+def test_step_equals_hand_computed_normalised_regression(package, initial):
+    x, coords = initial
+    model = StormCast(package, DemoConditioningSource(package), regression_only=True)
+    y, _ = model(x, coords)
+    mean = torch.as_tensor(package.state_mean)[:, None, None]
+    std = torch.as_tensor(package.state_std)[:, None, None]
+    cmean = torch.as_tensor(package.conditioning_mean)[:, None, None]
+    cstd = torch.as_tensor(package.conditioning_std)[:, None, None]
+    src = DemoConditioningSource(package)
+    da = src([T0.astype("datetime64[s]").item()], list(package.conditioning_variables))
+    from stormcast_plugin.grid import BilinearRegridder
+
+    rg = BilinearRegridder(da["lat"].values, da["lon"].values, package.grid.lat, package.grid.lon)
+    cond = (rg(torch.as_tensor(da.values[0])) - cmean) / cstd
+    state = (x[0, 0] - mean) / std
+    inv = torch.as_tensor(package.invariants)
+    with torch.no_grad():
+        r = package.regression(torch.cat([state, cond, inv])[None])[0]
+    torch.testing.assert_close(y[0, 0], r * std + mean, rtol=1e-4, atol=1e-4 * float(std.max()))
