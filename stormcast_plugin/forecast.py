@@ -157,7 +157,14 @@ def run_forecast(
     total = OrderedDict(ensemble=np.arange(members))
     total.update((k, v) for k, v in coords0.items() if k != "variable")
     total["lead_time"] = np.array([np.timedelta64(h, "h") for h in range(hours + 1)])
-    io.add_array(total, variables)
+    # Unwritten hours must read as missing (NaN), not as zeros: zarr arrays get
+    # a NaN fill value (dimension arrays first, as they cannot take one);
+    # netCDF's default fill value already decodes to NaN.
+    if hasattr(getattr(io, "root", None), "create_array"):
+        io.add_array(total, [])
+        io.add_array(total, variables, fill_value=float("nan"))
+    else:
+        io.add_array(total, variables)
     spatial = OrderedDict(hrrr_y=coords0["hrrr_y"], hrrr_x=coords0["hrrr_x"])
     io.add_array(spatial, "lat", data=torch.as_tensor(np.asarray(model.lat, dtype=np.float32)))
     io.add_array(spatial, "lon", data=torch.as_tensor(np.asarray(model.lon, dtype=np.float32)))
