@@ -169,3 +169,46 @@ def test_step_equals_hand_computed_normalised_regression(package, initial):
     with torch.no_grad():
         r = package.regression(torch.cat([state, cond, inv])[None])[0]
     torch.testing.assert_close(y[0, 0], r * std + mean, rtol=1e-4, atol=1e-4 * float(std.max()))
+
+
+@pytest.mark.parametrize("layout", ["exported", "official"])
+def test_load_model_from_local_folder(package, initial, tmp_path, layout):
+    from stormcast_plugin.package import save_package, write_official_layout
+
+    folder = tmp_path / layout
+    if layout == "exported":
+        save_package(package, folder)
+    else:
+        write_official_layout(package, folder)
+    loaded = StormCast.load_model(str(folder), conditioning_data_source=DemoConditioningSource(package),
+                                  seed=7, sampler_steps=2)
+    ref = StormCast(package, DemoConditioningSource(package), seed=7, sampler_steps=2)
+    x, coords = initial
+    torch.testing.assert_close(loaded(x, coords)[0], ref(x, coords)[0], rtol=1e-5, atol=1e-3)
+
+
+def test_custom_projected_grid(package):
+    import dataclasses
+
+    y = np.arange(16) * 2000.0
+    x = np.arange(24) * 2000.0
+    lat2, lon2 = np.meshgrid(35 + y / 111e3, -100 + x / 90e3, indexing="ij")
+    grid = ModelGrid.from_arrays(y, x, lat2, lon2, projection={"grid_mapping_name": "transverse_mercator"},
+                                 name="my-domain")
+    pkg = dataclasses.replace(package, grid=grid)
+    model = StormCast(pkg, DemoConditioningSource(pkg), seed=1, sampler_steps=2)
+    assert (model.lon > 180).all()  # normalised to 0..360
+    state = DemoStateSource(pkg)
+    xs, coords = fetch_state(state, [T0], list(pkg.state_variables), grid)
+    out, c = model(xs, coords)
+    assert out.shape == xs.shape and torch.isfinite(out).all()
+    np.testing.assert_array_equal(c["hrrr_x"], x)
+
+
+def test_grid_the_networks_cannot_take_names_valid_sizes(package):
+    import dataclasses
+
+    grid = ModelGrid.hrrr(rows=(500, 518), cols=(800, 824))
+    pkg = dataclasses.replace(package, grid=grid, invariants=np.zeros((2, 18, 24), np.float32))
+    with pytest.raises(ValueError, match=r"multiple of 4.*H in \[16, 20\]"):
+        StormCast(pkg, DemoConditioningSource(pkg))
