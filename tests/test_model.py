@@ -212,3 +212,24 @@ def test_grid_the_networks_cannot_take_names_valid_sizes(package):
     pkg = dataclasses.replace(package, grid=grid, invariants=np.zeros((2, 18, 24), np.float32))
     with pytest.raises(ValueError, match=r"multiple of 4.*H in \[16, 20\]"):
         StormCast(pkg, DemoConditioningSource(pkg))
+
+
+def test_default_package_is_the_pinned_official_repo_and_loads_from_an_offline_cache(package, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    from stormcast_plugin.package import DEFAULT_REPO, DEFAULT_REVISION, PackageNotFoundError, write_official_layout
+    from tests.test_package import _fake_hub_cache
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    default = StormCast.load_default_package()
+    assert default.root == f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}"
+    with pytest.raises(PackageNotFoundError, match="huggingface-cli download"):
+        StormCast.load_model(default)
+    write_official_layout(package, tmp_path / "official")
+    _fake_hub_cache(tmp_path / "hub", DEFAULT_REPO, tmp_path / "official", DEFAULT_REVISION, ref=None)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model = StormCast.load_model(default, conditioning_data_source=DemoConditioningSource(package))
+    assert model.package_info["layout"] == "official"
+    assert list(model.variables) == list(package.state_variables)
