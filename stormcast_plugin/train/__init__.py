@@ -1,0 +1,16 @@
+"""Training: regression then diffusion, single process or torchrun.
+
+Entry points: ``stormcast train CONFIG --run-dir DIR [--set key=value ...]``
+and ``python -m stormcast_plugin.train`` (the same arguments, also under
+``torchrun``). See :mod:`stormcast_plugin.train.config` for the format.
+"""
+
+from .config import ConfigError, apply_overrides, load_config, validate_config
+
+__all__ = ["ConfigError", "apply_overrides", "load_config", "validate_config", "main"]
+
+
+def main(argv=None) -> int:
+    from .__main__ import main as _main
+
+    return _main(argv)
