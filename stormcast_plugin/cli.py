@@ -60,7 +60,52 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--member", type=int, default=0, help="ensemble member to draw (default 0)")
     pl.add_argument("--time-index", type=int, default=0, help="initial time index (default 0)")
     pl.add_argument("--no-gif", action="store_true", help="skip the animations")
+    from .train.__main__ import add_arguments
+
+    add_arguments(sub.add_parser("train", help="train a model (regression, then diffusion)",
+                                 description="Train StormCast from a YAML config (or preset paper/tiny); "
+                                 "resumes from the run folder's checkpoints. Also runs under torchrun."))
+    ex = sub.add_parser("export", help="export a trained run as a model package",
+                        description="Write a model package (weights, config, statistics, invariants, "
+                        "checksums, model card) that StormCast.load_model reads.")
+    ex.add_argument("run_dir", help="training run folder")
+    ex.add_argument("out", help="package folder to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing package folder")
+    ex.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
+    ex.add_argument("--name", help="package name (default: the run folder name)")
+    ex.add_argument("--description", help="one-line description for the model card")
+    ex.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hugging Face repo (org/name)")
+    ex.add_argument("--private", action="store_true", help="create the Hub repo as private")
+
+    _add_data_commands(sub)
     return p
+
+
+def _add_data_commands(sub) -> None:
+    d = sub.add_parser("data", help="build datasets (synthetic or from real sources)")
+    dsub = d.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    s = dsub.add_parser("synth", help="generate a synthetic storm-resolving dataset")
+    s.add_argument("--out", required=True, help="store to write (.zarr)")
+    s.add_argument("--start", default="2024-05-01T00", help="first hour (default %(default)s)")
+    s.add_argument("--hours", type=int, default=240, help="number of hours (default %(default)s)")
+    s.add_argument("--grid", default="64x64", help="grid size HxW (default %(default)s)")
+    s.add_argument("--preset", default="small", help="variable preset: tiny, small, full (default %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    pr = dsub.add_parser("prepare", help="build a dataset from HRRR and ERA5 (earth2studio sources)")
+    pr.add_argument("--out", required=True, help="store to write or resume (.zarr)")
+    pr.add_argument("--start", required=True, help="first hour, ISO 8601")
+    pr.add_argument("--end", required=True, help="end hour (exclusive), ISO 8601")
+    pr.add_argument("--domain", default="v1", help="'v1' (StormCast v1 crop) or ROW0:ROW1,COL0:COL1 of the HRRR grid")
+    pr.add_argument("--state-source", default="hrrr", help="earth2studio source of the state (default hrrr)")
+    pr.add_argument("--conditioning-source", default="arco", help="source of the conditioning (default arco)")
+    pr.add_argument("--preset", default="full", help="variable preset (default full)")
+    pr.add_argument("--stats-end", default=None, help="statistics over [start, stats-end) (default: all)")
+    pr.add_argument("--workers", type=int, default=0, help="Dask workers (0: sequential)")
+    pr.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    pr.add_argument("--overwrite", action="store_true", help="start again from an empty store")
+    pr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _device(name: str):
@@ -166,6 +211,41 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train.__main__ import run_from_args
+
+    return run_from_args(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .train.run import export_run, push_to_hub
+
+    out = export_run(args.run_dir, args.out, overwrite=args.overwrite, use_ema=not args.no_ema,
+                     name=args.name, description=args.description)
+    print(f"wrote package {out}", file=sys.stderr)
+    if args.push_to_hub:
+        url = push_to_hub(out, args.push_to_hub, private=args.private)
+        print(f"uploaded to {url}", file=sys.stderr)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    if args.data_command == "synth":
+        from .data.synth import parse_grid, synthesize
+
+        store = synthesize(args.out, args.start, args.hours, grid=parse_grid(args.grid), preset=args.preset,
+                           seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+        print(f"wrote {store}", file=sys.stderr)
+        return 0
+    if args.data_command == "prepare":
+        from .data.prepare import prepare_from_args
+
+        prepare_from_args(args)
+        return 0
+    print("error: choose a data command: synth or prepare (stormcast data --help)", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stormcast`` command."""
     parser = _build_parser()
@@ -174,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"forecast": _forecast, "plot": _plot}[args.command](args)
+        handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data}
+        return handler[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

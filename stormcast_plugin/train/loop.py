@@ -1,0 +1,437 @@
+"""The training loop for both StormCast stages.
+
+* ``regression``: ``r = R(cat[x_t, e_t, inv])``, MSE to ``x_{t+1}``.
+* ``diffusion``: the regression net is frozen; the EDM loss is trained on the
+  residual ``y = x_{t+1} - r`` with the condition ``cat[x_t, r, inv]``.
+
+Data order, noise and dropout are functions of (seed, step): sample ``k`` of
+the run (``k = step * batch_size + j``) is item ``perm_e[k mod n]`` of the
+epoch permutation ``perm_e``; its EDM noise comes from a generator seeded by
+``(seed, step, j)``. So a run resumed from a checkpoint continues exactly as
+it would have, and ``R`` ranks with micro-batch ``m`` and ``A`` accumulation
+steps see the same global batch (``m * R * A``) as one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core import SamplerOptions, StormCastNets
+from ..diffusion.losses import edm_loss_weight
+from ..nn import EDMPrecond, RegressionNet, SongUNetConfig
+from .checkpoint import latest_checkpoint, save_checkpoint
+from .config import stage_training
+
+__all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "sample_generators"]
+
+
+# --------------------------------------------------------------------------- distributed
+class DistInfo:
+    """Rank, world size and device of this process."""
+
+    def __init__(self, rank: int, world: int, local_rank: int, device: torch.device) -> None:
+        self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info(device: str | None = None) -> DistInfo:
+    """Set up ``torch.distributed`` from torchrun's environment (if any).
+
+    gloo on CPU, nccl on CUDA. Single process without ``WORLD_SIZE``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None or device == "auto":
+        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local, dev)
+
+
+# --------------------------------------------------------------------------- schedule & order
+def learning_rate(step: int, t: Mapping[str, Any]) -> float:
+    """Linear warm-up to ``lr``, then constant or cosine decay to ``min_lr``."""
+    lr, warm = float(t["lr"]), int(t.get("warmup_steps", 0))
+    if warm and step < warm:
+        return lr * (step + 1) / warm
+    if t.get("schedule", "constant") == "cosine":
+        total = max(int(t["steps"]) - warm, 1)
+        frac = min(max(step - warm, 0) / total, 1.0)
+        lo = float(t.get("min_lr", 0.0))
+        return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * frac))
+    return lr
+
+
+def _epoch_perm(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, 7]).permutation(n)
+
+
+class _Order:
+    """Maps the run-wide sample counter to dataset indices (epoch permutations)."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        self.seed, self.n = seed, n
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, k: int) -> int:
+        epoch, pos = divmod(k, self.n)
+        if epoch not in self._cache:
+            self._cache = {epoch: _epoch_perm(self.seed, epoch, self.n)}
+        return int(self._cache[epoch][pos])
+
+
+def sample_generators(seed: int, step: int, positions: list[int]) -> list[torch.Generator]:
+    """One generator per global batch position, independent of rank."""
+    gens = []
+    for j in positions:
+        s = np.random.SeedSequence([seed, step, j, 11]).generate_state(1, dtype=np.uint64)[0] >> 1
+        gens.append(torch.Generator().manual_seed(int(s)))
+    return gens
+
+
+# --------------------------------------------------------------------------- nets
+def build_network(stage: str, model_cfg: Mapping[str, Any], c: int, ce: int, ci: int,
+                  shape: tuple[int, int]) -> torch.nn.Module:
+    """A new regression or diffusion network for ``c`` state, ``ce``
+    conditioning and ``ci`` invariant channels on a grid of ``shape``."""
+    common = dict(
+        img_resolution=tuple(shape),
+        model_channels=model_cfg["model_channels"],
+        channel_mult=tuple(model_cfg["channel_mult"]),
+        num_blocks=model_cfg["num_blocks"],
+        attn_resolutions=tuple(model_cfg.get("attn_resolutions", ())),
+        bottleneck_attention=model_cfg.get("bottleneck_attention", True),
+        dropout=model_cfg.get("dropout", 0.1),
+    )
+    if stage == "regression":
+        return RegressionNet(SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common))
+    return EDMPrecond(
+        SongUNetConfig(in_channels=2 * c + c + ci, out_channels=c, embedding_type="positional",
+                       additive_pos_embed=bool(model_cfg.get("additive_pos_embed", False)), **common),
+        sigma_data=float(model_cfg.get("sigma_data", 0.5)),
+    )
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train one stage of a StormCast run.
+
+    Parameters
+    ----------
+    config : dict
+        A validated config (:func:`~stormcast_plugin.train.config.load_config`).
+    run_dir : path-like
+        The run folder; this stage writes into ``run_dir/<stage>``.
+    stage : str
+        ``"regression"`` or ``"diffusion"``.
+    train_set, valid_set : StormCastDataset
+        Training and validation samples.
+    dist : DistInfo, optional
+        From :func:`dist_info`; single process on the CPU by default.
+    progress : bool
+        Show a progress bar (rank 0).
+    stop_after : int, optional
+        Stop (as if killed) after this many steps of this invocation; for tests.
+    """
+
+    def __init__(self, config: Mapping[str, Any], run_dir: str | Path, stage: str, train_set: Any,
+                 valid_set: Any = None, *, dist: DistInfo | None = None, progress: bool = True,
+                 stop_after: int | None = None) -> None:
+        if stage not in ("regression", "diffusion"):
+            raise ValueError(f"stage {stage!r} must be 'regression' or 'diffusion'")
+        self.config = config
+        self.stage = stage
+        self.t = stage_training(config, stage)
+        self.dir = Path(run_dir) / stage
+        self.ckpt_dir = self.dir / "checkpoints"
+        self.train_set, self.valid_set = train_set, valid_set
+        self.dist = dist or DistInfo(0, 1, 0, torch.device("cpu"))
+        self.progress = progress
+        self.stop_after = stop_after
+        t = self.t
+        per_pass = t["micro_batch"] * self.dist.world
+        if t["batch_size"] % per_pass:
+            raise ValueError(
+                f"training.batch_size = {t['batch_size']} is not a multiple of micro_batch x ranks = "
+                f"{t['micro_batch']} x {self.dist.world}; change one of them"
+            )
+        self.accum = t["batch_size"] // per_pass
+        if t["precision"] == "fp16" and self.dist.device.type != "cuda":
+            raise ValueError("training.precision = fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        if len(train_set) == 0:
+            raise ValueError("the training set has no valid samples (pairs of consecutive written hours)")
+
+        c, ce, ci = (len(train_set.state_variables), len(train_set.conditioning_variables),
+                     len(train_set.invariant_names))
+        shape = tuple(train_set[0]["state"].shape[-2:])
+        torch.manual_seed(t["seed"] + 1000 * self.dist.rank)
+        self.net = build_network(stage, config["model"], c, ce, ci, shape).to(self.dist.device)
+        self.ema = copy.deepcopy(self.net).eval() if t.get("ema_decay") else None
+        self.regression: RegressionNet | None = None
+        if stage == "diffusion":
+            self.regression = load_stage_network(Path(run_dir), "regression").to(self.dist.device).eval()
+            for p in self.regression.parameters():
+                p.requires_grad_(False)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t["lr"], betas=tuple(t["betas"]))
+        self.model = self.net
+        if self.dist.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
+        if t.get("compile"):
+            self.model = torch.compile(self.model)
+        self.scaler = torch.amp.GradScaler("cuda") if t["precision"] == "fp16" else None
+        self.order = _Order(t["seed"], len(train_set))
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self._writer = None
+        self._wandb = None
+        self._resume()
+
+    # ---------------------------------------------------------------- state
+    def _resume(self) -> None:
+        found = latest_checkpoint(self.ckpt_dir)
+        if found is None:
+            return
+        payload, path = found
+        self.net.load_state_dict(payload["model"])
+        if self.ema is not None and payload.get("ema") is not None:
+            self.ema.load_state_dict(payload["ema"])
+        self.opt.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["rng"][self.dist.rank] if isinstance(payload["rng"], list) else payload["rng"])
+        self.step = int(payload["step"])
+        self.history = [dict(h) for h in payload.get("history", [])]
+        if self.dist.main:
+            print(f"[{self.stage}] resumed from {path} (step {self.step})", flush=True)
+
+    def _payload(self) -> dict[str, Any]:
+        rng = torch.get_rng_state()
+        if self.dist.world > 1:
+            gathered = [torch.empty_like(rng) for _ in range(self.dist.world)]
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "format": "stormcast-train-checkpoint",
+            "version": 1,
+            "stage": self.stage,
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.opt.state_dict(),
+            "rng": rng,
+            "history": self.history,
+            "net_config": self.net.config.to_dict(),
+            "sigma_data": float(getattr(self.net, "sigma_data", 0.5)),
+        }
+
+    def save(self) -> Path | None:
+        payload = self._payload()  # every rank takes part in the gather
+        if not self.dist.main:
+            return None
+        return save_checkpoint(self.ckpt_dir, self.step, payload, keep=self.t["keep_checkpoints"])
+
+    # ---------------------------------------------------------------- batches
+    def _positions(self, a: int) -> list[int]:
+        m, r, w = self.t["micro_batch"], self.dist.rank, self.dist.world
+        start = a * m * w + r * m
+        return list(range(start, start + m))
+
+    def _collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        items = [self.train_set[i] for i in indices]
+        return {k: torch.stack([it[k] for it in items]).to(self.dist.device)
+                for k in ("state", "next_state", "conditioning", "invariants")}
+
+    def _batches(self, step: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        base = step * self.t["batch_size"]
+        for a in range(self.accum):
+            pos = self._positions(a)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch((base + pos[0]) // len(self.train_set))
+            yield pos, self._collate([self.order(base + j) for j in pos])
+
+    # ---------------------------------------------------------------- loss
+    def _autocast(self) -> Any:
+        p = self.t["precision"]
+        if p == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+
+    def loss(self, batch: Mapping[str, torch.Tensor], gens: list[torch.Generator],
+             model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Mean loss of a batch (regression MSE or EDM loss)."""
+        model = model or self.model
+        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        if self.stage == "regression":
+            with self._autocast():
+                pred = model(torch.cat([x, e, inv], dim=1))
+            return F.mse_loss(pred.float(), nxt)
+        with torch.no_grad(), self._autocast():
+            mean = self.regression(torch.cat([x, e, inv], dim=1)).float()
+        y = nxt - mean
+        cond = torch.cat([x, mean, inv], dim=1)
+        n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
+        sigma = torch.exp(self.t["P_mean"] + self.t["P_std"] * n).to(y.device)
+        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in gens]).to(y.device)
+        with self._autocast():
+            denoised = model(y + noise * sigma[:, None, None, None], sigma, cond).float()
+        weight = edm_loss_weight(sigma, float(self.net.sigma_data))[:, None, None, None]
+        return (weight * (denoised - y) ** 2).mean()
+
+    # ---------------------------------------------------------------- step
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step over the global batch."""
+        self.model.train()
+        lr = learning_rate(self.step, self.t)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for a, (pos, batch) in enumerate(self._batches(self.step)):
+            gens = sample_generators(self.t["seed"], self.step, pos)
+            sync = a == self.accum - 1 or self.dist.world == 1
+            ctx = self.model.no_sync() if (not sync and hasattr(self.model, "no_sync")) else contextlib.nullcontext()
+            with ctx:
+                loss = self.loss(batch, gens) / self.accum
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            total += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
+        bad = 0
+        for p in self.net.parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                bad += 1
+                torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.net.parameters(), self.t["clip_grad"] if self.t.get("clip_grad") else float("inf"))
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        if self.ema is not None:
+            d = float(self.t["ema_decay"])
+            with torch.no_grad():
+                for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+                    pe.lerp_(p.detach(), 1.0 - d)
+        if self.dist.world > 1:
+            t = torch.tensor([total], device=self.dist.device)
+            torch.distributed.all_reduce(t)
+            total = float(t) / self.dist.world
+        self.step += 1
+        record = {"step": self.step, "loss": total, "lr": lr, "grad_norm": float(grad_norm),
+                  "nonfinite_grads": bad}
+        self.history.append(record)
+        return record
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation loss and RMSE per variable against persistence."""
+        from .validate import validation_metrics
+
+        net = self.ema if self.ema is not None else self.net
+        return validation_metrics(self, net)
+
+    # ---------------------------------------------------------------- logging
+    def _log(self, record: Mapping[str, float], prefix: str) -> None:
+        if not self.dist.main:
+            return
+        with open(self.dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"kind": prefix, **record}) + "\n")
+        if self._writer is None and self.config["logging"].get("tensorboard", True):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.dir / "tensorboard"))
+            except ImportError:
+                self.config["logging"]["tensorboard"] = False
+                print("TensorBoard is not installed (pip install tensorboard); logging to metrics.jsonl only")
+        if self._writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._writer.add_scalar(f"{self.stage}/{prefix}/{k}", v, record.get("step", self.step))
+        if self.config["logging"].get("wandb") and self._wandb is None:
+            try:
+                import wandb
+
+                self._wandb = wandb.init(project=self.config["logging"].get("wandb_project", "stormcast"),
+                                         config=dict(self.config), name=f"{self.dir.parent.name}-{self.stage}")
+            except ImportError:
+                self.config["logging"]["wandb"] = False
+                print("wandb is not installed; set logging.wandb: false or pip install wandb")
+        if self._wandb is not None:
+            self._wandb.log({f"{self.stage}/{prefix}/{k}": v for k, v in record.items() if k != "step"},
+                            step=record.get("step", self.step))
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        """Train to ``steps`` (resuming if checkpoints exist); return a summary."""
+        from tqdm.auto import tqdm
+
+        steps = self.t["steps"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.main and self.step == 0:
+            (self.dir / "metrics.jsonl").write_text("")
+        elif self.dist.main:  # keep the log consistent with the checkpoint resumed from
+            lines = [json.dumps({"kind": "train", **h}) for h in self.history]
+            (self.dir / "metrics.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
+        bar = tqdm(total=steps, initial=self.step, disable=not (self.progress and self.dist.main),
+                   desc=self.stage, unit="step")
+        done = 0
+        last_valid: dict[str, float] = {}
+        while self.step < steps:
+            t0 = time.perf_counter()
+            record = self.train_step()
+            rate = self.t["batch_size"] / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{rate:.1f}")
+            if self.step % self.t["log_every"] == 0 or self.step == steps:
+                self._log({**record, "samples_per_s": rate}, "train")
+            if self.valid_set is not None and (self.step % self.t["valid_every"] == 0 or self.step == steps):
+                last_valid = self.validate()
+                self._log({"step": self.step, **last_valid}, "valid")
+            if self.step % self.t["checkpoint_every"] == 0 or self.step == steps:
+                self.save()
+            done += 1
+            if self.stop_after is not None and done >= self.stop_after:
+                break
+        bar.close()
+        if self._writer is not None:
+            self._writer.flush()
+        return {"stage": self.stage, "step": self.step, "history": self.history, "valid": last_valid}
+
+
+def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.nn.Module:
+    """The latest weights of a finished (or running) stage, EMA when available."""
+    found = latest_checkpoint(Path(run_dir) / stage / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(
+            f"no {stage} checkpoint in {Path(run_dir) / stage / 'checkpoints'}; train the {stage} stage first"
+        )
+    payload, _ = found
+    cfg = SongUNetConfig.from_dict(payload["net_config"])
+    net = RegressionNet(cfg) if stage == "regression" else EDMPrecond(cfg, payload.get("sigma_data", 0.5))
+    weights = payload["ema"] if (ema and payload.get("ema") is not None) else payload["model"]
+    net.load_state_dict(weights)
+    return net.eval()

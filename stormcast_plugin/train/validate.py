@@ -1,0 +1,129 @@
+"""Validation during training: loss, RMSE per variable against persistence,
+the power-spectrum ratio of diffusion samples, and a few PNG panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core import SamplerOptions, StormCastNets
+from ..diffusion.samplers import make_generators
+
+__all__ = ["radial_spectrum", "validation_metrics"]
+
+
+def radial_spectrum(field: torch.Tensor) -> torch.Tensor:
+    """Radially averaged power spectrum of ``[..., H, W]`` fields, ``[..., K]``
+    with ``K = min(H, W) // 2`` wavenumber bins (mean removed)."""
+    h, w = field.shape[-2:]
+    f = torch.fft.fft2(field - field.mean(dim=(-2, -1), keepdim=True), norm="ortho")
+    power = f.real**2 + f.imag**2
+    ky = torch.fft.fftfreq(h, device=field.device)[:, None] * h
+    kx = torch.fft.fftfreq(w, device=field.device)[None, :] * w
+    k = torch.sqrt((ky * min(h, w) / h) ** 2 + (kx * min(h, w) / w) ** 2).round().long()
+    nbins = min(h, w) // 2
+    flat = power.reshape(*power.shape[:-2], -1)
+    idx = k.reshape(-1).clamp(max=nbins)
+    out = torch.zeros(*flat.shape[:-1], nbins + 1, dtype=flat.dtype, device=flat.device)
+    out.index_add_(-1, idx, flat)
+    counts = torch.bincount(idx, minlength=nbins + 1).to(flat.dtype)
+    return (out / counts.clamp(min=1))[..., 1:nbins + 1]
+
+
+def _valid_batches(trainer: Any) -> list[dict[str, torch.Tensor]]:
+    vs = trainer.valid_set
+    n = len(vs)
+    count = min(trainer.t["valid_batches"] * trainer.t["micro_batch"], n)
+    idx = np.linspace(0, n - 1, count).round().astype(int) if count else []
+    items = [vs[int(i)] for i in idx]
+    m = trainer.t["micro_batch"]
+    out = []
+    for s in range(0, len(items), m):
+        chunk = items[s:s + m]
+        out.append({k: torch.stack([it[k] for it in chunk]).to(trainer.dist.device)
+                    for k in ("state", "next_state", "conditioning", "invariants")})
+    return out
+
+
+@torch.no_grad()
+def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
+    """Metrics on the validation set (rank 0 computes; others return {})."""
+    if not trainer.dist.main or trainer.valid_set is None or len(trainer.valid_set) == 0:
+        return {}
+    net.eval()
+    batches = _valid_batches(trainer)
+    std = torch.as_tensor(np.asarray(trainer.valid_set.stats["state_std"]), dtype=torch.float32,
+                          device=trainer.dist.device)
+    names = list(trainer.valid_set.state_variables)
+    losses, se_model, se_pers, count = [], 0.0, 0.0, 0
+    spec_ratio = []
+    first = None
+    for bi, batch in enumerate(batches):
+        gens = [torch.Generator().manual_seed(10_000 + bi * 100 + j) for j in range(batch["state"].shape[0])]
+        losses.append(float(trainer.loss(batch, gens, model=net)))
+        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        if trainer.stage == "regression":
+            pred = net(torch.cat([x, e, inv], dim=1)).float()
+        else:
+            nets = StormCastNets(trainer.regression, net)
+            steps = min(int(trainer.config["sampler"].get("num_steps", 18)), 8)
+            pred = nets.step(x, e, inv, sampler=SamplerOptions(num_steps=steps),
+                             generators=make_generators([bi * 100 + j for j in range(x.shape[0])]))
+            spec_ratio.append((radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12)))
+        se_model = se_model + ((pred - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
+        se_pers = se_pers + ((x - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
+        count += x.shape[0]
+        if first is None:
+            first = (x[0], pred[0], nxt[0])
+    rmse = torch.sqrt(se_model / count) * std
+    rmse_p = torch.sqrt(se_pers / count) * std
+    out: dict[str, float] = {"loss": float(np.mean(losses))}
+    for i, n in enumerate(names):
+        out[f"rmse/{n}"] = float(rmse[i])
+        out[f"rmse_persistence/{n}"] = float(rmse_p[i])
+    out["skill_vs_persistence"] = float((rmse / rmse_p.clamp(min=1e-12)).mean())
+    if spec_ratio:
+        ratio = torch.stack(spec_ratio).mean(0)  # [C, K]
+        out["spectrum_ratio_high_k"] = float(ratio[:, ratio.shape[-1] // 2:].mean())
+    if trainer.config["logging"].get("panels", True) and first is not None:
+        _panels(trainer, names, first, std)
+    return out
+
+
+def _panels(trainer: Any, names: list[str], first: tuple, std: torch.Tensor) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from ..plots import style_for
+
+    x, pred, truth = (t.detach().cpu().float() for t in first)
+    mean = torch.as_tensor(np.asarray(trainer.valid_set.stats["state_mean"]), dtype=torch.float32)[:, None, None]
+    s = std.cpu()[:, None, None]
+    x, pred, truth = x * s + mean, pred * s + mean, truth * s + mean
+    chosen = [n for n in ("refc", "t2m", "u10m") if n in names][:2] or names[:1]
+    out = trainer.dir / "panels"
+    out.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(chosen), 3, figsize=(10, 3.2 * len(chosen)), squeeze=False)
+    for row, n in enumerate(chosen):
+        i = names.index(n)
+        st = style_for(n)
+        vmin, vmax = st.get("vmin"), st.get("vmax")
+        if vmin is None:
+            vmin, vmax = float(truth[i].min()), float(truth[i].max())
+        for col, (title, field) in enumerate((("now (persistence)", x[i]), ("predicted +1 h", pred[i]),
+                                              ("truth +1 h", truth[i]))):
+            ax = axes[row][col]
+            im = ax.imshow(field.numpy(), origin="lower", cmap=st["cmap"], vmin=vmin, vmax=vmax)
+            ax.set_title(f"{n} {title}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(im, ax=axes[row].tolist(), label=st.get("units", ""), shrink=0.8)
+    fig.suptitle(f"{trainer.stage} validation, step {trainer.step}")
+    fig.savefig(out / f"step-{trainer.step:08d}.png", dpi=80)
+    plt.close(fig)

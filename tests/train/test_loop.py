@@ -1,0 +1,136 @@
+"""The training loop: learning, exact resume, checkpoints, export."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from stormcast_plugin.train.checkpoint import latest_checkpoint, list_checkpoints
+from stormcast_plugin.train.config import load_config
+from stormcast_plugin.train.loop import learning_rate
+from stormcast_plugin.train.run import export_run, push_to_hub, run_training
+
+
+def _config(store, **over):
+    sets = [f"data.store={store}", "model.model_channels=8", "model.num_blocks=1", "model.channel_mult=[1, 2]",
+            "training.batch_size=4", "training.micro_batch=4", "training.log_every=1", "training.valid_every=1000",
+            "training.checkpoint_every=5", "training.warmup_steps=5", "logging.tensorboard=false",
+            "logging.panels=false", "regression.steps=12", "diffusion.steps=6", "sampler.num_steps=4"]
+    sets += [f"{k}={v}" for k, v in over.items()]
+    return load_config("tiny", sets)
+
+
+def _weights(run_dir, stage):
+    payload, _ = latest_checkpoint(run_dir / stage / "checkpoints")
+    return payload
+
+
+def test_learning_rate_schedule():
+    t = {"lr": 1.0, "warmup_steps": 4, "schedule": "cosine", "min_lr": 0.1, "steps": 14}
+    assert learning_rate(0, t) == pytest.approx(0.25)
+    assert learning_rate(3, t) == pytest.approx(1.0)
+    assert learning_rate(4, t) == pytest.approx(1.0)
+    assert learning_rate(9, t) == pytest.approx(0.55)  # halfway down the cosine
+    assert learning_rate(14, t) == pytest.approx(0.1)
+    assert learning_rate(100, {**t, "schedule": "constant"}) == 1.0
+
+
+def test_regression_learns_and_beats_persistence(tiny_store, tmp_path):
+    cfg = _config(tiny_store, **{"regression.steps": 120, "training.valid_every": 120, "training.lr": 3e-3,
+                                 "training.checkpoint_every": 120})
+    (summary,) = run_training(cfg, tmp_path / "run", stages=("regression",), progress=False)
+    losses = [h["loss"] for h in summary["history"]]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) / 3  # stated factor: 3x
+    valid = summary["valid"]
+    assert valid["skill_vs_persistence"] < 1.0  # RMSE below persistence on average
+    assert valid["rmse/t2m"] < valid["rmse_persistence/t2m"]
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_store, tmp_path):
+    cfg = _config(tiny_store, **{"training.checkpoint_every": 3, "model.dropout": 0.1})
+    run_training(cfg, tmp_path / "straight", stages=("regression",), progress=False)
+    run_training(cfg, tmp_path / "cut", stages=("regression",), progress=False, stop_after=7)  # last ckpt: 6
+    run_training(cfg, tmp_path / "cut", stages=("regression",), progress=False)
+    a, b = _weights(tmp_path / "straight", "regression"), _weights(tmp_path / "cut", "regression")
+    assert a["step"] == b["step"] == 12
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    logged = [json.loads(x) for x in (tmp_path / "cut" / "regression" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r["kind"] == "train"] == list(range(1, 13))
+
+
+def test_checkpoints_rotate_and_corrupt_latest_falls_back(tiny_store, tmp_path):
+    cfg = _config(tiny_store, **{"training.checkpoint_every": 2, "training.keep_checkpoints": 2})
+    run_training(cfg, tmp_path / "run", stages=("regression",), progress=False)
+    ckpts = list_checkpoints(tmp_path / "run" / "regression" / "checkpoints")
+    assert [s for s, _ in ckpts] == [10, 12]
+    ckpts[-1][1].write_bytes(b"torn write")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        payload, path = latest_checkpoint(tmp_path / "run" / "regression" / "checkpoints")
+    assert payload["step"] == 10 and path == ckpts[0][1]
+    # resuming uses the previous checkpoint and finishes the run again
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (summary,) = run_training(cfg, tmp_path / "run", stages=("regression",), progress=False)
+    assert summary["step"] == 12
+
+
+def test_nonfinite_gradients_are_zeroed(tiny_store, tmp_path, monkeypatch):
+    from stormcast_plugin.train.loop import Trainer
+    from stormcast_plugin.train.run import make_datasets
+
+    cfg = _config(tiny_store, **{"regression.steps": 2})
+    ts, _ = make_datasets(cfg)
+    trainer = Trainer(cfg, tmp_path / "r", "regression", ts, None, progress=False)
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    real = trainer.loss
+    monkeypatch.setattr(trainer, "loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    record = trainer.train_step()
+    assert record["nonfinite_grads"] > 0
+    for k, v in trainer.net.state_dict().items():
+        assert torch.isfinite(v).all(), k
+    # zeroed gradients leave Adam's first step at zero: the weights are untouched
+    assert all(torch.equal(before[k], v) for k, v in trainer.net.state_dict().items())
+
+
+def test_two_stages_export_and_forecast(tiny_store, tmp_path):
+    from stormcast_plugin.data.sources import StoreConditioningSource, StoreStateSource
+    from stormcast_plugin.forecast import fetch_state
+    from stormcast_plugin.model import StormCast
+
+    cfg = _config(tiny_store)
+    summaries = run_training(cfg, tmp_path / "run", progress=False)
+    assert [s["stage"] for s in summaries] == ["regression", "diffusion"]
+    assert all(np.isfinite(h["loss"]) for s in summaries for h in s["history"])
+    out = export_run(tmp_path / "run", tmp_path / "pkg")
+    model = StormCast.load_model(str(out), conditioning_data_source=StoreConditioningSource(tiny_store),
+                                 seed=0, sampler_steps=2)
+    x, coords = fetch_state(StoreStateSource(tiny_store), [np.datetime64("2024-05-01T05")],
+                            list(model.variables), model.grid)
+    y, c = model(x, coords)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    card = (out / "README.md").read_text()
+    assert "t2m" in card
+
+
+def test_push_to_hub_uses_the_api_without_network(tmp_path):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create", repo_id, private))
+
+        def upload_folder(self, folder_path, repo_id, revision, commit_message):
+            calls.append(("upload", repo_id, folder_path))
+            return type("Info", (), {"commit_url": f"https://hub/{repo_id}/commit/1"})()
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    with pytest.raises(FileNotFoundError, match="stormcast export"):
+        push_to_hub(pkg, "me/model", api=FakeApi())
+    (pkg / "stormcast_package.json").write_text("{}")
+    assert push_to_hub(pkg, "me/model", api=FakeApi()) == "https://hub/me/model/commit/1"
+    assert calls == [("create", "me/model", False), ("upload", "me/model", str(pkg))]
