@@ -93,19 +93,12 @@ def _add_data_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    pr = dsub.add_parser("prepare", help="build a dataset from HRRR and ERA5 (earth2studio sources)")
-    pr.add_argument("--out", required=True, help="store to write or resume (.zarr)")
-    pr.add_argument("--start", required=True, help="first hour, ISO 8601")
-    pr.add_argument("--end", required=True, help="end hour (exclusive), ISO 8601")
-    pr.add_argument("--domain", default="v1", help="'v1' (StormCast v1 crop) or ROW0:ROW1,COL0:COL1 of the HRRR grid")
-    pr.add_argument("--state-source", default="hrrr", help="earth2studio source of the state (default hrrr)")
-    pr.add_argument("--conditioning-source", default="arco", help="source of the conditioning (default arco)")
-    pr.add_argument("--preset", default="full", help="variable preset (default full)")
-    pr.add_argument("--stats-end", default=None, help="statistics over [start, stats-end) (default: all)")
-    pr.add_argument("--workers", type=int, default=0, help="Dask workers (0: sequential)")
-    pr.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    pr.add_argument("--overwrite", action="store_true", help="start again from an empty store")
-    pr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from .data.prepare import add_prepare_arguments
+
+    add_prepare_arguments(dsub.add_parser(
+        "prepare", help="build a dataset from HRRR and ERA5 (earth2studio sources)",
+        description="Build a dataset store hour by hour from earth2studio sources (HRRR state, ERA5 "
+        "conditioning by default); resumable, optionally on a Dask cluster."))
 
 
 def _device(name: str):
@@ -240,8 +233,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         from .data.prepare import prepare_from_args
 
-        prepare_from_args(args)
-        return 0
+        return int(prepare_from_args(args) or 0)
     print("error: choose a data command: synth or prepare (stormcast data --help)", file=sys.stderr)
     return 2
 
