@@ -77,6 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hugging Face repo (org/name)")
     ex.add_argument("--private", action="store_true", help="create the Hub repo as private")
 
+    from .scoring import add_score_arguments
+
+    add_score_arguments(sub.add_parser("score", help="score a forecast against truth",
+                                       description="Score a forecast store against a truth store (another "
+                                       "forecast-like store or a dataset store): table by variable and lead "
+                                       "time (CSV, markdown) and plots."))
     _add_data_commands(sub)
     return p
 
@@ -238,6 +244,12 @@ def _data(args: argparse.Namespace) -> int:
     return 2
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .scoring import score_from_args
+
+    return int(score_from_args(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stormcast`` command."""
     parser = _build_parser()
@@ -246,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data}
+        handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data,
+                   "score": _score}
         return handler[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
