@@ -20,7 +20,7 @@ import yaml
 
 __all__ = ["ConfigError", "load_config", "apply_overrides", "validate_config", "PRESETS"]
 
-PRESETS = ("paper", "tiny")
+PRESETS = ("paper", "tiny", "demo")
 _MAX_DEPTH = 8
 
 
