@@ -1,0 +1,109 @@
+"""Skill of a model package on a held-out synthetic period.
+
+For several initial times of a held-out store (another synthetic seed), run an
+ensemble forecast and compare, per variable and lead time, the RMSE of the
+ensemble mean with persistence, and the spread/skill ratio.
+
+    python benchmarks/demo_skill.py --package stormcast_plugin/assets/demo \
+        --store /tmp/heldout.zarr --members 4 --hours 6 --inits 6
+
+Prints a markdown table and writes JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import xarray as xr
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--package", default=None, help="model package (default: the embedded demo)")
+    p.add_argument("--store", required=True, help="held-out dataset store")
+    p.add_argument("--members", type=int, default=4)
+    p.add_argument("--hours", type=int, default=6)
+    p.add_argument("--inits", type=int, default=6, help="number of initial times")
+    p.add_argument("--spacing", type=int, default=5, help="hours between initial times")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler-steps", type=int, default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    from stormcast_plugin import metrics as M
+    from stormcast_plugin.data.sources import StoreConditioningSource, StoreStateSource
+    from stormcast_plugin.data.store import DatasetStore
+    from stormcast_plugin.forecast import fetch_state
+    from stormcast_plugin.model import StormCast
+
+    if args.package is None:
+        from stormcast_plugin.package import load_demo_package
+
+        pkg = load_demo_package()
+    else:
+        from stormcast_plugin.package import load_package
+
+        pkg = load_package(args.package)
+    store = DatasetStore.open(args.store)
+    model = StormCast(pkg, StoreConditioningSource(store), seed=args.seed, sampler_steps=args.sampler_steps)
+    state_src = StoreStateSource(store)
+    variables = list(model.variables)
+    inits = [store.times[1 + i * args.spacing] for i in range(args.inits)]
+    if store.times[-1] < inits[-1] + np.timedelta64(args.hours, "h"):
+        raise SystemExit("the store is too short for these initial times and hours")
+
+    fc_all, tr_all, ps_all = [], [], []
+    for t0 in inits:
+        x, coords = fetch_state(state_src, [t0], variables, model.grid)
+        xe = x.unsqueeze(0).repeat(args.members, 1, 1, 1, 1, 1)
+        ce = OrderedDict(ensemble=np.arange(args.members))
+        ce.update(coords)
+        steps = []
+        for h, (y, _) in enumerate(model.create_iterator(xe, ce)):
+            steps.append(y[:, 0, 0].numpy())  # [member, var, H, W]
+            if h == args.hours:
+                break
+        fc_all.append(np.stack(steps, axis=1))  # [member, lead, var, H, W]
+        idx = store.index_of([t0 + np.timedelta64(h, "h") for h in range(args.hours + 1)])
+        truth = store.read_state(idx, variables)  # [lead, var, H, W]
+        tr_all.append(truth)
+        ps_all.append(np.broadcast_to(truth[:1], truth.shape))
+    dims = ("init", "lead_time", "variable", "y", "x")
+    fc = xr.DataArray(np.stack(fc_all, axis=1), dims=("ensemble",) + dims)
+    tr = xr.DataArray(np.stack(tr_all), dims=dims)
+    ps = xr.DataArray(np.stack(ps_all), dims=dims)
+    fc = fc.assign_coords(variable=variables, lead_time=np.arange(args.hours + 1))
+    tr = tr.assign_coords(variable=variables, lead_time=np.arange(args.hours + 1))
+    ps = ps.assign_coords(variable=variables, lead_time=np.arange(args.hours + 1))
+
+    red = ("init", "y", "x")
+    rmse_model = M.rmse(fc.mean("ensemble"), tr, dims=red)
+    rmse_pers = M.rmse(ps, tr, dims=red)
+    ssr = M.spread_skill_ratio(fc, tr, dims=red, ensemble_dim="ensemble")
+    results = {}
+    print("| variable | lead (h) | RMSE model | RMSE persistence | ratio | spread/skill |")
+    print("|---|---|---|---|---|---|")
+    for v in variables:
+        for lead in sorted({1, args.hours}):
+            a = float(rmse_model.sel(variable=v, lead_time=lead))
+            b = float(rmse_pers.sel(variable=v, lead_time=lead))
+            s = float(ssr.sel(variable=v, lead_time=lead))
+            results[f"{v}@{lead}h"] = {"rmse": a, "rmse_persistence": b, "spread_skill": s}
+            print(f"| {v} | {lead} | {a:.4g} | {b:.4g} | {a / b:.3f} | {s:.2f} |")
+    beats = all(r["rmse"] < r["rmse_persistence"] for r in results.values())
+    ssr_ok = all(0.5 <= r["spread_skill"] <= 1.5 for k, r in results.items() if k.endswith(f"@{args.hours}h"))
+    print(f"\nbeats persistence everywhere: {beats}; spread/skill in [0.5, 1.5] at +{args.hours} h: {ssr_ok}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"results": results, "beats_persistence": beats, "spread_skill_ok": ssr_ok,
+                       "members": args.members, "inits": [str(t) for t in inits]}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
