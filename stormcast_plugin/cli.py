@@ -116,10 +116,6 @@ def _device(name: str):
 
 
 def _conditioning_source(name: str, package):
-    if name == "demo":
-        from .demo import DemoConditioningSource
-
-        return DemoConditioningSource(package)
     import earth2studio.data as e2d
 
     sources = {"arco": "ARCO", "cds": "CDS", "gfs": "GFS_FX", "wb2": "WB2ERA5"}
@@ -129,10 +125,6 @@ def _conditioning_source(name: str, package):
 
 
 def _state_source(name: str, package):
-    if name == "demo":
-        from .demo import DemoStateSource
-
-        return DemoStateSource(package)
     if name == "hrrr":
         from earth2studio.data import HRRR
 
@@ -160,22 +152,33 @@ def _forecast(args: argparse.Namespace) -> int:
     from .model import StormCast
     from .package import DEFAULT_REPO, DEFAULT_REVISION, load_package
 
+    workdir = None
     if args.package is None:
+        import tempfile
+
         from .demo import demo_package
 
         package = demo_package()
         default_sources = "demo"
-        print("Running the embedded default: a RANDOMLY INITIALISED demonstration model on a synthetic "
-              "case (its output is not a weather forecast).", file=sys.stderr)
+        print(f"Running the embedded default: {package.info.get('description', '')}", file=sys.stderr)
+        workdir = tempfile.TemporaryDirectory(prefix="stormcast-demo-")
     else:
         source = f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}" if args.package == "official" else args.package
         package = load_package(source)
         default_sources = None
     state_name = args.state_source or default_sources or "hrrr"
     cond_name = args.conditioning_source or default_sources or "arco"
+    demo_state = demo_cond = None
+    if "demo" in (state_name, cond_name):
+        import tempfile
+
+        from .demo import demo_sources
+
+        workdir = workdir or tempfile.TemporaryDirectory(prefix="stormcast-demo-")
+        demo_state, demo_cond, _ = demo_sources(start, args.hours, workdir.name)
     model = StormCast(
         package,
-        _conditioning_source(cond_name, package),
+        demo_cond if cond_name == "demo" else _conditioning_source(cond_name, package),
         seed=args.seed,
         sampler_steps=args.sampler_steps,
         regression_only=args.regression_only,
@@ -183,7 +186,7 @@ def _forecast(args: argparse.Namespace) -> int:
     io = open_output(out, fmt=args.format, overwrite=args.overwrite)
     run_forecast(
         model,
-        _state_source(state_name, package),
+        demo_state if state_name == "demo" else _state_source(state_name, package),
         start,
         args.hours,
         io,

@@ -1,40 +1,81 @@
 """The embedded offline default: a small model and a synthetic case.
 
-Nothing here needs the network. The default model is a **randomly
-initialised** tiny StormCast (6 state variables, 6 conditioning variables,
-a 64 x 64 crop of the HRRR grid in the central US): it shows the whole
-pipeline working end to end, and its output is not a weather forecast.
-The state and conditioning come from smooth synthetic fields with plausible
-magnitudes, deterministic for a given time.
+Nothing here needs the network. The default model is the package bundled in
+``stormcast_plugin/assets/demo``: a tiny StormCast (6 state variables, 6
+conditioning variables, a 64 x 64 crop of the HRRR grid in the central US)
+**trained on the synthetic atmosphere** of :mod:`stormcast_plugin.data.synth`
+(see the README for the command that reproduces it). It demonstrates the
+pipeline end to end; it has never seen real weather. Its default case is a
+synthetic atmosphere with a seed it was not trained on
+(:func:`demo_sources`).
+
+:class:`DemoStateSource` and :class:`DemoConditioningSource` are simpler
+smooth synthetic sources for any package (used by tests), and
+:func:`random_demo_package` a randomly initialised package of the same shape.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["DEMO_DESCRIPTION", "DemoConditioningSource", "DemoStateSource", "demo_grid", "demo_package"]
+__all__ = ["DEMO_DESCRIPTION", "DemoConditioningSource", "DemoStateSource", "demo_grid", "demo_package",
+           "demo_sources", "random_demo_package"]
 
 DEMO_DESCRIPTION = (
     "Randomly initialised demonstration network on a synthetic case: it exercises the "
     "pipeline end to end; its output is NOT a weather forecast."
 )
-# Rows/columns of the native HRRR grid for a 64 x 64 box near Oklahoma.
-DEMO_ROWS = (480, 544)
-DEMO_COLS = (860, 924)
+DEMO_PACKAGE_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+DEMO_TRUTH_SEED = 101  # the synthetic case of the default forecast: not a training seed
 
 
 def demo_grid():
-    """The demo model's grid: a 64 x 64 crop of the HRRR grid."""
-    from .grid import ModelGrid
+    """The demo model's grid: the 64 x 64 HRRR crop that ``stormcast data synth
+    --grid 64x64`` uses (centred on the StormCast v1 domain)."""
+    from .data.synth import hrrr_crop
 
-    return ModelGrid.hrrr(rows=DEMO_ROWS, cols=DEMO_COLS, name="hrrr-demo-64x64")
+    return hrrr_crop((64, 64))
 
 
-def demo_package(seed: int = 0):
-    """A small randomly initialised StormCast package (see module docstring)."""
+def demo_package():
+    """The embedded demonstration package (trained on synthetic data).
+
+    Falls back to :func:`random_demo_package` if the bundled files are absent
+    (a source checkout before the demo model was trained).
+    """
+    if (DEMO_PACKAGE_DIR / "stormcast_package.json").is_file():
+        from .package import load_package
+
+        return load_package(DEMO_PACKAGE_DIR)
+    import warnings
+
+    warnings.warn("the bundled demo model is missing; using a randomly initialised one", RuntimeWarning,
+                  stacklevel=2)
+    return random_demo_package()
+
+
+def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_TRUTH_SEED):
+    """State and conditioning sources for a demo forecast from ``start``.
+
+    Generates the synthetic atmosphere (seed ``seed``) on the demo grid over
+    ``[start - 1 h, start + hours]`` into ``workdir`` and returns
+    ``(state_source, conditioning_source, store)``.
+    """
+    from .data.sources import StoreConditioningSource, StoreStateSource
+    from .data.synth import synthesize
+
+    first = np.datetime64(start, "h") - np.timedelta64(1, "h")
+    store = synthesize(Path(workdir) / "demo_case.zarr", first, int(hours) + 2, grid=demo_grid(), preset="tiny",
+                       seed=seed, overwrite=True, progress=False)
+    return StoreStateSource(store), StoreConditioningSource(store), store
+
+
+def random_demo_package(seed: int = 0):
+    """A small randomly initialised StormCast package on the demo grid."""
     from .package import random_package
     from .variables import INVARIANTS, PRESETS
 
