@@ -611,7 +611,7 @@ def _load_own(folder: Path, label: str) -> StormCastPackage:
     try:
         reg_entry = manifest["regression"]
         reg_cfg = SongUNetConfig.from_dict(reg_entry["config"])
-        regression = RegressionNet(reg_cfg)
+        regression = RegressionNet(reg_cfg, residual=bool(reg_entry.get("residual", False)))
         reg_file = folder / reg_entry["file"]
         load_state_dict_strict(regression, _load_safetensors(reg_file), str(reg_file))
         diffusion = None
@@ -989,7 +989,8 @@ def save_package(pkg: StormCastPackage, out_dir: str | os.PathLike, *, overwrite
             "conditioning_variables": list(pkg.conditioning_variables),
             "invariant_names": list(pkg.invariant_names),
             "sampler": pkg.sampler.to_dict(),
-            "regression": {"file": _OWN_REGRESSION, "config": pkg.regression.config.to_dict()},
+            "regression": {"file": _OWN_REGRESSION, "config": pkg.regression.config.to_dict(),
+                           "residual": bool(getattr(pkg.regression, "residual", False))},
             "diffusion": diffusion_entry,
             "data": {"file": _OWN_DATA},
             "grid": grid_meta,

@@ -381,3 +381,19 @@ def test_package_object_on_another_file_system(pkg, own_dir, tmp_path):
     loaded = load_package(RemotePackage(), cache_dir=tmp_path)
     assert loaded.info["source"] == "s3://bucket/stormcast"
     _assert_same(pkg, loaded)
+
+
+def test_residual_regression_survives_export(tmp_path):
+    import dataclasses
+
+    from stormcast_plugin.grid import ModelGrid
+    from stormcast_plugin.nn import RegressionNet
+    from stormcast_plugin.package import load_package, random_package, save_package
+
+    grid = ModelGrid.hrrr(rows=(500, 516), cols=(800, 824))
+    pkg = random_package(["u10m", "t2m"], ["z500"], ["lsm"], grid, model_channels=8, seed=2)
+    reg = RegressionNet(pkg.regression.config, residual=True)
+    reg.load_state_dict(pkg.regression.state_dict())
+    pkg = dataclasses.replace(pkg, regression=reg)
+    loaded = load_package(save_package(pkg, tmp_path / "p"))
+    assert loaded.regression.residual is True

@@ -272,6 +272,9 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
     song = {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.to_dict().items()
             if k in _SONGUNET_DEFAULTS}
     if isinstance(net, RegressionNet):
+        if net.residual:
+            raise ValueError("a residual regression net has no PhysicsNeMo StormCastUNet equivalent; "
+                             "export it with save_package (the stormcast-plugin layout) instead")
         name = "StormCastUNet"
         args = dict(img_resolution=list(c.img_resolution), img_in_channels=c.in_channels,
                     img_out_channels=c.out_channels, model_type="SongUNet", **song)

@@ -34,15 +34,25 @@ class RegressionNet(nn.Module):
     ----------
     config : SongUNetConfig
         Architecture; ``embedding_type`` must be ``"zero"``.
+    residual : bool
+        Predict the hourly change instead: ``r = x_state + F(x)``, where
+        ``x_state`` is the first ``out_channels`` input channels (the input is
+        ``cat[state, conditioning, invariants]``). StormCast's official nets
+        predict the full state (``False``); the residual form learns small
+        models much faster, as persistence is then the starting point.
     """
 
-    def __init__(self, config: SongUNetConfig) -> None:
+    def __init__(self, config: SongUNetConfig, residual: bool = False) -> None:
         super().__init__()
         if config.embedding_type != "zero":
             raise ValueError(
                 f"a regression net has no noise input: embedding_type must be 'zero', "
                 f"got {config.embedding_type!r}"
             )
+        if residual and config.in_channels < config.out_channels:
+            raise ValueError("a residual regression net needs the state among its inputs "
+                             f"(in_channels {config.in_channels} < out_channels {config.out_channels})")
+        self.residual = bool(residual)
         self.model = SongUNet(config)
 
     @property
@@ -51,7 +61,10 @@ class RegressionNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in, H, W]`` -> ``[B, out, H, W]`` (float32 result)."""
-        return self.model(x).float()
+        out = self.model(x).float()
+        if self.residual:
+            out = out + x[:, : self.config.out_channels].float()
+        return out
 
 
 class EDMPrecond(nn.Module):

@@ -123,7 +123,8 @@ def build_network(stage: str, model_cfg: Mapping[str, Any], c: int, ce: int, ci:
         dropout=model_cfg.get("dropout", 0.1),
     )
     if stage == "regression":
-        return RegressionNet(SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common))
+        return RegressionNet(SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common),
+                             residual=bool(model_cfg.get("regression_residual", False)))
     return EDMPrecond(
         SongUNetConfig(in_channels=2 * c + c + ci, out_channels=c, embedding_type="positional",
                        additive_pos_embed=bool(model_cfg.get("additive_pos_embed", False)), **common),
@@ -239,6 +240,7 @@ class Trainer:
             "rng": rng,
             "history": self.history,
             "net_config": self.net.config.to_dict(),
+            "residual": bool(getattr(self.net, "residual", False)),
             "sigma_data": float(getattr(self.net, "sigma_data", 0.5)),
         }
 
@@ -431,7 +433,10 @@ def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.
         )
     payload, _ = found
     cfg = SongUNetConfig.from_dict(payload["net_config"])
-    net = RegressionNet(cfg) if stage == "regression" else EDMPrecond(cfg, payload.get("sigma_data", 0.5))
+    if stage == "regression":
+        net = RegressionNet(cfg, residual=bool(payload.get("residual", False)))
+    else:
+        net = EDMPrecond(cfg, payload.get("sigma_data", 0.5))
     weights = payload["ema"] if (ema and payload.get("ema") is not None) else payload["model"]
     net.load_state_dict(weights)
     return net.eval()

@@ -120,3 +120,19 @@ def test_zero_embedding_ignores_legacy_embedding_layers(tiny_config):
     fresh.load_state_dict(state, strict=True)
     x = torch.randn(1, 5, 16, 24)
     torch.testing.assert_close(fresh.eval()(x), net(x))
+
+
+def test_residual_regression_adds_the_state(tiny_config):
+    net = randomize_(RegressionNet(tiny_config(), residual=True), seed=8).eval()
+    x = torch.randn(2, 5, 16, 24)
+    torch.testing.assert_close(net(x), net.model(x) + x[:, :3])
+    plain = RegressionNet(tiny_config())
+    plain.load_state_dict(net.state_dict())
+    torch.testing.assert_close(net(x) - plain.eval()(x), x[:, :3])
+
+
+def test_residual_regression_cannot_be_written_as_mdlus(tiny_config, tmp_path):
+    from stormcast_plugin.nn.mdlus import write_mdlus
+
+    with pytest.raises(ValueError, match="no PhysicsNeMo StormCastUNet equivalent"):
+        write_mdlus(RegressionNet(tiny_config(), residual=True), tmp_path / "r.mdlus")
