@@ -45,10 +45,13 @@ def _fmt_leads(values: np.ndarray) -> str:
 
 
 def _to_datetime64(value: Any) -> np.datetime64:
+    """One time as ``datetime64[ns]`` (aware datetimes are converted to UTC)."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return np.datetime64(value, "ns")
+    if hasattr(value, "to_datetime64"):  # pandas Timestamp
+        return np.datetime64(value.to_datetime64(), "ns")
     return np.datetime64(value, "ns")
 
 

@@ -18,12 +18,13 @@ earth2studio.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..conditioning import _to_datetime64
 from .store import DatasetStore
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -41,16 +42,6 @@ def _fmt_times(values: np.ndarray) -> str:
     more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
     return "[" + ", ".join(items) + "]" + more
 
-
-def _to_datetime64(value: Any) -> np.datetime64:
-    """One time as ``datetime64[ns]`` (aware datetimes are converted to UTC)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return np.datetime64(value, "ns")
-    if hasattr(value, "to_datetime64"):  # pandas Timestamp
-        return np.datetime64(value.to_datetime64(), "ns")
-    return np.datetime64(value, "ns")
 
 
 def as_times(value: Any, what: str = "time") -> np.ndarray:
