@@ -225,4 +225,7 @@ class StormCastNets(nn.Module):
             generators=generators,
             callback=callback,
         )
+        scale = getattr(self.diffusion, "residual_scale", None)
+        if scale is not None:
+            residual = residual.float() * scale.to(device=device, dtype=torch.float32).reshape(1, -1, 1, 1)
         return mean + residual.float()

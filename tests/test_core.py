@@ -35,6 +35,16 @@ def test_step_is_regression_plus_sampled_residual(nets):
     assert (out - mean).abs().mean() > 1e-3  # a residual was added
 
 
+def test_residual_scale_multiplies_the_sampled_residual(nets):
+    x, e, inv = _inputs()
+    mean = nets.step(x, e, inv, regression_only=True)
+    plain = nets.step(x, e, inv, sampler=FAST, generators=make_generators([5, 6]))
+    scale = torch.tensor([0.1, 2.0, 0.5])
+    nets.diffusion.set_residual_scale(scale)
+    scaled = nets.step(x, e, inv, sampler=FAST, generators=make_generators([5, 6]))
+    torch.testing.assert_close(scaled - mean, scale.reshape(1, -1, 1, 1) * (plain - mean), rtol=1e-4, atol=1e-5)
+
+
 def test_network_evaluation_count(nets):
     calls = {"reg": 0, "dif": 0}
     nets.regression.register_forward_hook(lambda *a: calls.__setitem__("reg", calls["reg"] + 1))

@@ -280,6 +280,10 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
                     img_out_channels=c.out_channels, model_type="SongUNet", **song)
         module = "physicsnemo.models.diffusion_unets.unet"
     elif isinstance(net, EDMPrecond):
+        if net.has_residual_scale:
+            raise ValueError("a denoiser trained on a scaled residual (residual_scale != 1) has no PhysicsNeMo "
+                             "EDMPrecond equivalent; export it with save_package (the stormcast-plugin layout) "
+                             "instead")
         name = "EDMPrecond"
         args = dict(img_resolution=list(c.img_resolution), img_channels=c.out_channels,
                     img_in_channels=c.in_channels, img_out_channels=c.out_channels,
@@ -288,7 +292,8 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
     else:
         raise TypeError(f"cannot write a {type(net).__name__} as .mdlus; expected RegressionNet or EDMPrecond")
     blobs = {
-        "model.pt": _tensor_bytes({k: v.detach().cpu() for k, v in net.state_dict().items()}),
+        "model.pt": _tensor_bytes({k: v.detach().cpu() for k, v in net.state_dict().items()
+                                   if k != "residual_scale"}),
         "args.json": json.dumps({"__name__": name, "__module__": module, "__args__": args}).encode(),
         "metadata.json": json.dumps({"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}).encode(),
     }

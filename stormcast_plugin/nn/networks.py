@@ -77,6 +77,17 @@ class EDMPrecond(nn.Module):
         image and the condition channels.
     sigma_data : float
         Expected standard deviation of the data (0.5 in StormCast).
+
+    Notes
+    -----
+    The buffer ``residual_scale`` (``[C]``, ones by default, as in the
+    reference) is the per-channel scale of the residual the denoiser models:
+    the network samples ``d`` and the physical residual (in normalised state
+    units) is ``residual_scale * d``. Training on the residual divided by
+    ``RMS / sigma_data`` per channel gives every channel the same weight in
+    the EDM loss and the spread the preconditioning assumes, so smooth fields
+    whose hourly residual is tiny are not drowned in sampler noise. Files
+    without the buffer load with ones.
     """
 
     def __init__(self, config: SongUNetConfig, sigma_data: float = 0.5) -> None:
@@ -86,10 +97,27 @@ class EDMPrecond(nn.Module):
         self.model = SongUNet(config)
         # A buffer, as in PhysicsNeMo's state dicts; older files lack it.
         self.register_buffer("sigma_data", torch.tensor(float(sigma_data)))
-        self._register_load_state_dict_pre_hook(self._fill_sigma_data)
+        self.register_buffer("residual_scale", torch.ones(config.out_channels))
+        self._register_load_state_dict_pre_hook(self._fill_buffers)
 
-    def _fill_sigma_data(self, state_dict, prefix, *args) -> None:
+    def _fill_buffers(self, state_dict, prefix, *args) -> None:
         state_dict.setdefault(prefix + "sigma_data", self.sigma_data.clone())
+        state_dict.setdefault(prefix + "residual_scale", torch.ones_like(self.residual_scale))
+
+    def set_residual_scale(self, scale: Tensor) -> None:
+        """Set the per-channel residual scale (``[C]``, finite and positive)."""
+        scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+        if scale.numel() != self.img_channels:
+            raise ValueError(f"residual_scale has {scale.numel()} values; the denoiser has "
+                             f"{self.img_channels} channels")
+        if not (torch.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"residual_scale must be finite and positive, got {scale.tolist()}")
+        self.residual_scale.copy_(scale.to(self.residual_scale.device))
+
+    @property
+    def has_residual_scale(self) -> bool:
+        """True when ``residual_scale`` differs from ones (not expressible in the official layout)."""
+        return not bool(torch.all(self.residual_scale == 1))
 
     @property
     def config(self) -> SongUNetConfig:

@@ -40,6 +40,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "model_channels": "int+", "channel_mult": "list_int", "num_blocks": "int+",
         "attn_resolutions": "list_int0", "bottleneck_attention": "bool", "dropout": "prob",
         "additive_pos_embed": "bool", "sigma_data": "float+", "regression_residual": "bool",
+        "residual_scaling": "choice:none|rms",
     },
     "training": {
         "seed": "int0", "batch_size": "int+", "micro_batch": "int+", "lr": "float+",

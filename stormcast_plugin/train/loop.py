@@ -206,6 +206,47 @@ class Trainer:
         self._writer = None
         self._wandb = None
         self._resume()
+        if (stage == "diffusion" and self.step == 0
+                and config["model"].get("residual_scaling", "none") == "rms"):
+            scale = self.estimate_residual_scale()
+            self.net.set_residual_scale(scale)
+            if self.ema is not None:
+                self.ema.set_residual_scale(scale)
+
+    # ---------------------------------------------------------------- residual scale
+    def estimate_residual_scale(self, samples: int = 64) -> torch.Tensor:
+        """Per-channel residual scale ``RMS(x_{t+1} - r) / sigma_data``.
+
+        The RMS of the frozen regression's residual is taken over up to
+        ``samples`` training samples spread evenly over the training set
+        (identical on every rank; averaged across ranks). Dividing by
+        ``sigma_data`` makes the scaled residual the denoiser learns have the
+        standard deviation its EDM preconditioning assumes."""
+        n = min(int(samples), len(self.train_set))
+        indices = np.unique(np.linspace(0, len(self.train_set) - 1, n).round().astype(int)).tolist()
+        total = None
+        count = 0
+        m = self.t["micro_batch"]
+        with torch.no_grad():
+            for i in range(0, len(indices), m):
+                b = self._collate(indices[i:i + m])
+                with self._autocast():
+                    mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
+                sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
+                total = sq if total is None else total + sq
+                count += mean.shape[0] * mean.shape[2] * mean.shape[3]
+        total = total / count
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(total)
+            total = total / self.dist.world
+        rms = total.sqrt().float().cpu()
+        # A channel the regression predicts exactly would get a zero scale.
+        rms = torch.clamp(rms, min=1e-4)
+        if self.dist.main:
+            names = getattr(self.train_set, "state_variables", [str(k) for k in range(len(rms))])
+            shown = ", ".join(f"{v} {r:.3g}" for v, r in zip(names, rms.tolist()))
+            print(f"[diffusion] RMS of x(t+1) - regression (normalised units): {shown}", flush=True)
+        return rms / float(self.net.sigma_data)
 
     # ---------------------------------------------------------------- state
     def _resume(self) -> None:
@@ -287,7 +328,7 @@ class Trainer:
             return F.mse_loss(pred.float(), nxt)
         with torch.no_grad(), self._autocast():
             mean = self.regression(torch.cat([x, e, inv], dim=1)).float()
-        y = nxt - mean
+        y = (nxt - mean) / self.net.residual_scale.reshape(1, -1, 1, 1)
         cond = torch.cat([x, mean, inv], dim=1)
         n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
         sigma = torch.exp(self.t["P_mean"] + self.t["P_std"] * n).to(y.device)

@@ -36,6 +36,30 @@ def test_diffusion_round_trip(tmp_path, tiny_config):
     torch.testing.assert_close(loaded(x, s, c), net(x, s, c), rtol=0, atol=0)
 
 
+def test_residual_scale_defaults_loads_and_blocks_the_official_format(tmp_path, tiny_config):
+    cfg = tiny_config(in_channels=8, out_channels=3, embedding_type="positional")
+    net = randomize_(EDMPrecond(cfg), seed=2).eval()
+    assert torch.equal(net.residual_scale, torch.ones(3)) and not net.has_residual_scale
+    # an unscaled denoiser writes PhysicsNeMo's keys only
+    archive = read_mdlus(write_mdlus(net, tmp_path / "a.mdlus"))
+    assert "residual_scale" not in archive.state_dict and "sigma_data" in archive.state_dict
+    # state dicts without the buffer (PhysicsNeMo's, older packages) load with ones
+    other = EDMPrecond(cfg)
+    other.set_residual_scale(torch.tensor([2.0, 3.0, 4.0]))
+    state = {k: v for k, v in net.state_dict().items() if k != "residual_scale"}
+    other.load_state_dict(state)
+    assert torch.equal(other.residual_scale, torch.ones(3))
+    # a scaled denoiser keeps its scale in its own state dict but has no official form
+    net.set_residual_scale(torch.tensor([0.5, 1.0, 2.0]))
+    assert torch.equal(net.state_dict()["residual_scale"], torch.tensor([0.5, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="residual_scale != 1.*save_package"):
+        write_mdlus(net, tmp_path / "b.mdlus")
+    with pytest.raises(ValueError, match="3 channels"):
+        net.set_residual_scale(torch.ones(4))
+    with pytest.raises(ValueError, match="finite and positive"):
+        net.set_residual_scale(torch.tensor([1.0, 0.0, float("nan")]))
+
+
 def test_wrong_network_kind_is_named(tmp_path, reg_net):
     path = write_mdlus(reg_net, tmp_path / "a.mdlus")
     with pytest.raises(CheckpointError, match="holds a StormCastUNet, expected a EDMPrecond"):

@@ -48,6 +48,7 @@ def test_stage_overrides_training_keys(tmp_path):
         ("model.dropout=1.5", r"model.dropout = 1.5 is invalid"),
         ("data.train={start: yesterday}", r"data.train.start = 'yesterday' is invalid"),
         ("training.lr", r"must look like section.key=value"),
+        ("model.residual_scaling=std", r"model.residual_scaling = 'std' is invalid: expected one of"),
     ],
 )
 def test_bad_values_are_named(override, match):

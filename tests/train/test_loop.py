@@ -134,3 +134,52 @@ def test_push_to_hub_uses_the_api_without_network(tmp_path):
     (pkg / "stormcast_package.json").write_text("{}")
     assert push_to_hub(pkg, "me/model", api=FakeApi()) == "https://hub/me/model/commit/1"
     assert calls == [("create", "me/model", False), ("upload", "me/model", str(pkg))]
+
+
+def test_residual_scaling_is_the_rms_of_the_regression_residual(tiny_store, tmp_path):
+    from stormcast_plugin.train.loop import Trainer, load_stage_network
+    from stormcast_plugin.train.run import make_datasets
+
+    cfg = _config(tiny_store, **{"model.residual_scaling": "rms", "diffusion.steps": 2})
+    run_training(cfg, tmp_path / "run", stages=["regression"], progress=False)
+    ds, _ = make_datasets(cfg)
+    trainer = Trainer(cfg, tmp_path / "run", "diffusion", ds, progress=False)
+    # by hand: every sample's residual against the frozen regression
+    reg = load_stage_network(tmp_path / "run", "regression")
+    sq, n = 0.0, 0
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(64, len(ds))).round().astype(int))
+    with torch.no_grad():
+        for i in picks:
+            s = ds[int(i)]
+            r = reg(torch.cat([s["state"], s["conditioning"], s["invariants"]])[None])[0]
+            sq = sq + ((s["next_state"] - r) ** 2).sum(dim=(1, 2)).double()
+            n += r.shape[1] * r.shape[2]
+    expect = (sq / n).sqrt().float() / 0.5  # sigma_data
+    torch.testing.assert_close(trainer.net.residual_scale, expect, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(trainer.ema.residual_scale, expect, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(expect, torch.ones_like(expect))
+
+    # the EDM loss sees the scaled residual: with the scale doubled, the same
+    # noise draw and a denoiser that returns zero, the loss is a quarter
+    from stormcast_plugin.train.loop import sample_generators
+
+    batch = trainer._collate([0, 1])
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, sigma, cond):
+            return torch.zeros_like(x)
+
+    def loss_with(scale):
+        trainer.net.set_residual_scale(scale)
+        return float(trainer.loss(batch, sample_generators(0, 0, [0, 1]), model=Zero()))
+
+    a, b = loss_with(expect), loss_with(2 * expect)
+    assert b == pytest.approx(a / 4, rel=1e-5)
+
+    # trained, exported and reloaded, the package keeps the scale
+    run_training(cfg, tmp_path / "run", stages=["diffusion"], progress=False)
+    out = export_run(tmp_path / "run", tmp_path / "pkg")
+    from stormcast_plugin.package import load_package
+
+    pkg = load_package(out)
+    torch.testing.assert_close(pkg.diffusion.residual_scale, expect, rtol=1e-4, atol=1e-6)
