@@ -1020,6 +1020,9 @@ def _model_card(pkg: StormCastPackage) -> str:
         f"channel_mult={list(pkg.diffusion.config.channel_mult)}, "
         f"additive_pos_embed={pkg.diffusion.config.additive_pos_embed}, "
         f"sigma_data={float(pkg.diffusion.sigma_data):g}"
+        + (", residual scale per channel (the sampled residual is multiplied by it): "
+           + ", ".join(f"{v} {float(r):.3g}" for v, r in zip(pkg.state_variables, pkg.diffusion.residual_scale))
+           if pkg.diffusion.has_residual_scale else "")
         if pkg.diffusion is not None
         else "none (regression-only package)"
     )

@@ -183,3 +183,4 @@ def test_residual_scaling_is_the_rms_of_the_regression_residual(tiny_store, tmp_
 
     pkg = load_package(out)
     torch.testing.assert_close(pkg.diffusion.residual_scale, expect, rtol=1e-4, atol=1e-6)
+    assert f"t2m {float(expect[2]):.3g}" in (out / "README.md").read_text()
