@@ -40,6 +40,13 @@ class RegressionNet(nn.Module):
         ``cat[state, conditioning, invariants]``). StormCast's official nets
         predict the full state (``False``); the residual form learns small
         models much faster, as persistence is then the starting point.
+
+    Notes
+    -----
+    A residual net has the buffer ``tendency_scale`` (``[out]``, ones by
+    default): ``r = x_state + tendency_scale * F(x)``. Set to the per-channel
+    RMS of the hourly change, it lets ``F`` work in units of each channel's
+    typical change (and the training loss weighs the channels alike).
     """
 
     def __init__(self, config: SongUNetConfig, residual: bool = False) -> None:
@@ -54,17 +61,39 @@ class RegressionNet(nn.Module):
                              f"(in_channels {config.in_channels} < out_channels {config.out_channels})")
         self.residual = bool(residual)
         self.model = SongUNet(config)
+        if self.residual:
+            self.register_buffer("tendency_scale", torch.ones(config.out_channels))
+            self._register_load_state_dict_pre_hook(self._fill_scale)
+
+    def _fill_scale(self, state_dict, prefix, *args) -> None:
+        state_dict.setdefault(prefix + "tendency_scale", torch.ones_like(self.tendency_scale))
 
     @property
     def config(self) -> SongUNetConfig:
         return self.model.config
 
+    def set_tendency_scale(self, scale: Tensor) -> None:
+        """Set the per-channel scale of a residual net's predicted change."""
+        if not self.residual:
+            raise ValueError("only a residual regression net (residual=True) has a tendency scale")
+        self.tendency_scale.copy_(_positive_scale(scale, self.config.out_channels, "tendency_scale")
+                                  .to(self.tendency_scale.device))
+
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in, H, W]`` -> ``[B, out, H, W]`` (float32 result)."""
         out = self.model(x).float()
         if self.residual:
-            out = out + x[:, : self.config.out_channels].float()
+            out = out * self.tendency_scale.reshape(1, -1, 1, 1) + x[:, : self.config.out_channels].float()
         return out
+
+
+def _positive_scale(scale: Tensor, channels: int, name: str) -> Tensor:
+    scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+    if scale.numel() != channels:
+        raise ValueError(f"{name} has {scale.numel()} values; the network has {channels} channels")
+    if not (torch.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError(f"{name} must be finite and positive, got {scale.tolist()}")
+    return scale
 
 
 class EDMPrecond(nn.Module):
@@ -106,13 +135,8 @@ class EDMPrecond(nn.Module):
 
     def set_residual_scale(self, scale: Tensor) -> None:
         """Set the per-channel residual scale (``[C]``, finite and positive)."""
-        scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
-        if scale.numel() != self.img_channels:
-            raise ValueError(f"residual_scale has {scale.numel()} values; the denoiser has "
-                             f"{self.img_channels} channels")
-        if not (torch.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError(f"residual_scale must be finite and positive, got {scale.tolist()}")
-        self.residual_scale.copy_(scale.to(self.residual_scale.device))
+        self.residual_scale.copy_(_positive_scale(scale, self.img_channels, "residual_scale")
+                                  .to(self.residual_scale.device))
 
     @property
     def has_residual_scale(self) -> bool:

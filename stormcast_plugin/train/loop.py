@@ -206,22 +206,33 @@ class Trainer:
         self._writer = None
         self._wandb = None
         self._resume()
-        if (stage == "diffusion" and self.step == 0
-                and config["model"].get("residual_scaling", "none") == "rms"):
+        if self.step == 0 and config["model"].get("residual_scaling", "none") == "rms":
+            self._set_scales()
+
+    # ---------------------------------------------------------------- residual scales
+    def _set_scales(self) -> None:
+        """``model.residual_scaling: rms`` at the start of a stage: the
+        regression net's tendency scale (residual nets) or the denoiser's
+        residual scale, measured on the training set."""
+        if self.stage == "regression":
+            if not getattr(self.net, "residual", False):
+                return  # a full-state regression net has nothing to scale
+            scale = self.channel_rms(lambda b: b["next_state"] - b["state"], "x(t+1) - x(t)")
+            nets = [self.net, self.ema]
+            setter = "set_tendency_scale"
+        else:
             scale = self.estimate_residual_scale()
-            self.net.set_residual_scale(scale)
-            if self.ema is not None:
-                self.ema.set_residual_scale(scale)
+            nets = [self.net, self.ema]
+            setter = "set_residual_scale"
+        for net in nets:
+            if net is not None:
+                getattr(net, setter)(scale)
 
-    # ---------------------------------------------------------------- residual scale
-    def estimate_residual_scale(self, samples: int = 64) -> torch.Tensor:
-        """Per-channel residual scale ``RMS(x_{t+1} - r) / sigma_data``.
-
-        The RMS of the frozen regression's residual is taken over up to
+    def channel_rms(self, quantity: Callable[[dict[str, torch.Tensor]], torch.Tensor], label: str,
+                    samples: int = 64) -> torch.Tensor:
+        """Per-channel RMS of ``quantity(batch)`` (normalised units) over up to
         ``samples`` training samples spread evenly over the training set
-        (identical on every rank; averaged across ranks). Dividing by
-        ``sigma_data`` makes the scaled residual the denoiser learns have the
-        standard deviation its EDM preconditioning assumes."""
+        (identical on every rank; averaged across ranks), at least 1e-4."""
         n = min(int(samples), len(self.train_set))
         indices = np.unique(np.linspace(0, len(self.train_set) - 1, n).round().astype(int)).tolist()
         total = None
@@ -229,23 +240,34 @@ class Trainer:
         m = self.t["micro_batch"]
         with torch.no_grad():
             for i in range(0, len(indices), m):
-                b = self._collate(indices[i:i + m])
-                with self._autocast():
-                    mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
-                sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
+                q = quantity(self._collate(indices[i:i + m])).float()
+                sq = (q ** 2).sum(dim=(0, 2, 3)).double()
                 total = sq if total is None else total + sq
-                count += mean.shape[0] * mean.shape[2] * mean.shape[3]
+                count += q.shape[0] * q.shape[2] * q.shape[3]
         total = total / count
         if self.dist.world > 1:
             torch.distributed.all_reduce(total)
             total = total / self.dist.world
-        rms = total.sqrt().float().cpu()
-        # A channel the regression predicts exactly would get a zero scale.
-        rms = torch.clamp(rms, min=1e-4)
+        # A channel predicted exactly would get a zero scale.
+        rms = torch.clamp(total.sqrt().float().cpu(), min=1e-4)
         if self.dist.main:
             names = getattr(self.train_set, "state_variables", [str(k) for k in range(len(rms))])
             shown = ", ".join(f"{v} {r:.3g}" for v, r in zip(names, rms.tolist()))
-            print(f"[diffusion] RMS of x(t+1) - regression (normalised units): {shown}", flush=True)
+            print(f"[{self.stage}] RMS of {label} (normalised units): {shown}", flush=True)
+        return rms
+
+    def estimate_residual_scale(self, samples: int = 64) -> torch.Tensor:
+        """The denoiser's residual scale ``RMS(x_{t+1} - r) / sigma_data``
+        (:meth:`channel_rms` of the frozen regression's residual). Dividing by
+        ``sigma_data`` makes the scaled residual the denoiser learns have the
+        standard deviation its EDM preconditioning assumes."""
+
+        def residual(b: dict[str, torch.Tensor]) -> torch.Tensor:
+            with self._autocast():
+                mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
+            return b["next_state"] - mean
+
+        rms = self.channel_rms(residual, "x(t+1) - regression", samples)
         return rms / float(self.net.sigma_data)
 
     # ---------------------------------------------------------------- state
@@ -325,7 +347,11 @@ class Trainer:
         if self.stage == "regression":
             with self._autocast():
                 pred = model(torch.cat([x, e, inv], dim=1))
-            return F.mse_loss(pred.float(), nxt)
+            scale = getattr(self.net, "tendency_scale", None)
+            if scale is None:
+                return F.mse_loss(pred.float(), nxt)
+            # in units of each channel's typical hourly change: all channels weigh alike
+            return (((pred.float() - nxt) / scale.reshape(1, -1, 1, 1)) ** 2).mean()
         with torch.no_grad(), self._autocast():
             mean = self.regression(torch.cat([x, e, inv], dim=1)).float()
         y = (nxt - mean) / self.net.residual_scale.reshape(1, -1, 1, 1)

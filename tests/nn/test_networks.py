@@ -127,8 +127,21 @@ def test_residual_regression_adds_the_state(tiny_config):
     x = torch.randn(2, 5, 16, 24)
     torch.testing.assert_close(net(x), net.model(x) + x[:, :3])
     plain = RegressionNet(tiny_config())
-    plain.load_state_dict(net.state_dict())
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if k != "tendency_scale"})
     torch.testing.assert_close(net(x) - plain.eval()(x), x[:, :3])
+    # the tendency scale multiplies the predicted change, channel by channel
+    scale = torch.tensor([0.5, 2.0, 0.1])
+    net.set_tendency_scale(scale)
+    torch.testing.assert_close(net(x), scale.reshape(1, -1, 1, 1) * net.model(x) + x[:, :3])
+    # files from before the buffer existed load with ones
+    again = RegressionNet(tiny_config(), residual=True)
+    again.set_tendency_scale(scale)
+    again.load_state_dict(plain.state_dict())
+    assert torch.equal(again.tendency_scale, torch.ones(3))
+    with pytest.raises(ValueError, match="only a residual regression net"):
+        plain.set_tendency_scale(scale)
+    with pytest.raises(ValueError, match="finite and positive"):
+        net.set_tendency_scale(torch.tensor([1.0, -1.0, 1.0]))
 
 
 def test_residual_regression_cannot_be_written_as_mdlus(tiny_config, tmp_path):

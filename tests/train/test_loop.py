@@ -136,18 +136,36 @@ def test_push_to_hub_uses_the_api_without_network(tmp_path):
     assert calls == [("create", "me/model", False), ("upload", "me/model", str(pkg))]
 
 
-def test_residual_scaling_is_the_rms_of_the_regression_residual(tiny_store, tmp_path):
+def test_residual_scaling_measures_the_tendency_and_the_residual(tiny_store, tmp_path):
     from stormcast_plugin.train.loop import Trainer, load_stage_network
     from stormcast_plugin.train.run import make_datasets
 
-    cfg = _config(tiny_store, **{"model.residual_scaling": "rms", "diffusion.steps": 2})
+    cfg = _config(tiny_store, **{"model.residual_scaling": "rms", "diffusion.steps": 2,
+                                 "model.regression_residual": "true"})
     run_training(cfg, tmp_path / "run", stages=["regression"], progress=False)
     ds, _ = make_datasets(cfg)
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(64, len(ds))).round().astype(int))
+    # the regression loss is measured in units of each channel's tendency scale
+    reg_trainer = Trainer(cfg, tmp_path / "run", "regression", ds, progress=False)
+    batch = reg_trainer._collate([0, 1])
+
+    class Persist(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :4]
+
+    loss = float(reg_trainer.loss(batch, [], model=Persist()))
+    scale = reg_trainer.net.tendency_scale.reshape(1, -1, 1, 1)
+    expect_loss = float((((batch["state"] - batch["next_state"]) / scale) ** 2).mean())
+    assert loss == pytest.approx(expect_loss, rel=1e-5)
+    # the regression net's tendency scale: RMS of the hourly change
+    change = torch.stack([ds[int(i)]["next_state"] - ds[int(i)]["state"] for i in picks])
+    tendency = change.pow(2).mean(dim=(0, 2, 3)).sqrt()
+    torch.testing.assert_close(load_stage_network(tmp_path / "run", "regression").tendency_scale, tendency,
+                               rtol=1e-4, atol=1e-6)
     trainer = Trainer(cfg, tmp_path / "run", "diffusion", ds, progress=False)
     # by hand: every sample's residual against the frozen regression
     reg = load_stage_network(tmp_path / "run", "regression")
     sq, n = 0.0, 0
-    picks = np.unique(np.linspace(0, len(ds) - 1, min(64, len(ds))).round().astype(int))
     with torch.no_grad():
         for i in picks:
             s = ds[int(i)]
@@ -183,4 +201,5 @@ def test_residual_scaling_is_the_rms_of_the_regression_residual(tiny_store, tmp_
 
     pkg = load_package(out)
     torch.testing.assert_close(pkg.diffusion.residual_scale, expect, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(pkg.regression.tendency_scale, tendency, rtol=1e-4, atol=1e-6)
     assert f"t2m {float(expect[2]):.3g}" in (out / "README.md").read_text()
