@@ -1026,6 +1026,12 @@ def _model_card(pkg: StormCastPackage) -> str:
         if pkg.diffusion is not None
         else "none (regression-only package)"
     )
+    regression_form = ""
+    if getattr(pkg.regression, "residual", False):
+        regression_form = "; predicts the hourly change, x(t) + s * F(...)"
+        if bool(torch.any(pkg.regression.tendency_scale != 1)):
+            regression_form += ", with s per channel: " + ", ".join(
+                f"{v} {float(r):.3g}" for v, r in zip(pkg.state_variables, pkg.regression.tendency_scale))
     return f"""# {info.get('name', 'stormcast')}
 
 {info.get('description', '') or 'A StormCast model package.'}
@@ -1049,7 +1055,7 @@ This folder is a `stormcast_plugin` export (format {FORMAT_NAME} v{FORMAT_VERSIO
 ## Networks
 
 - Regression: SongUNet, model_channels={rc.model_channels}, channel_mult={list(rc.channel_mult)},
-  num_blocks={rc.num_blocks}, {rc.in_channels} -> {rc.out_channels} channels
+  num_blocks={rc.num_blocks}, {rc.in_channels} -> {rc.out_channels} channels{regression_form}
 - Diffusion: {diffusion}
 
 ## Sampler

@@ -202,4 +202,5 @@ def test_residual_scaling_measures_the_tendency_and_the_residual(tiny_store, tmp
     pkg = load_package(out)
     torch.testing.assert_close(pkg.diffusion.residual_scale, expect, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(pkg.regression.tendency_scale, tendency, rtol=1e-4, atol=1e-6)
-    assert f"t2m {float(expect[2]):.3g}" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"t2m {float(expect[2]):.3g}" in card and f"t2m {float(tendency[2]):.3g}" in card
