@@ -29,11 +29,27 @@ import torch
 from .sources import as_times
 from .store import DatasetStore, StoreError
 
-__all__ = ["StormCastDataset"]
+__all__ = ["StormCastDataset", "normalize_invariants"]
 
 _EPOCH = np.datetime64("1970-01-01T00", "ns")
 _HOUR = np.timedelta64(1, "h")
 _STAT_KEYS = ("state_mean", "state_std", "conditioning_mean", "conditioning_std")
+
+
+def normalize_invariants(invariants: np.ndarray) -> np.ndarray:
+    """Z-score each invariant channel over the grid (``[Ci, H, W]``, float32).
+
+    Raw invariants (orography in metres) would reach the first convolution
+    hundreds of times larger than the normalised state and drown it; the
+    networks see each channel with zero mean and unit standard deviation over
+    the model grid instead. A constant channel (an all-land mask) becomes zero.
+    """
+    inv = np.asarray(invariants, dtype=np.float64)
+    flat = inv.reshape(inv.shape[0], -1)
+    mean = flat.mean(axis=1)
+    std = flat.std(axis=1)
+    std = np.where(std > 0, std, 1.0)
+    return ((inv - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
 
 
 def _names_arg(value: Sequence[str] | None, default: Sequence[str], what: str) -> tuple[str, ...]:
@@ -88,6 +104,9 @@ class StormCastDataset(torch.utils.data.Dataset):
         different from epoch to epoch (see :meth:`set_epoch`).
     seed : int
         Non-negative seed of the crops.
+    normalize_invariants : bool
+        Return the invariants z-scored per channel over the whole grid
+        (:func:`normalize_invariants`) instead of as stored.
 
     Attributes
     ----------
@@ -153,6 +172,7 @@ class StormCastDataset(torch.utils.data.Dataset):
         statistics: Mapping[str, Any] | None = None,
         crop: tuple[int, int] | None = None,
         seed: int = 0,
+        normalize_invariants: bool = False,
     ) -> None:
         from ..grid import get_regridder
 
@@ -215,6 +235,7 @@ class StormCastDataset(torch.utils.data.Dataset):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
+        self.normalize_invariants = bool(normalize_invariants)
         self.epoch = 0
 
         # Valid pairs.
@@ -307,6 +328,8 @@ class StormCastDataset(torch.utils.data.Dataset):
         self._regridder = get_regridder(self._cond_lat, self._cond_lon, self.grid)
         inv = store.read_invariants(self.invariant_names) if self.invariant_names else \
             np.zeros((0,) + tuple(self.grid.shape), dtype=np.float32)
+        if self.normalize_invariants and len(inv):
+            inv = normalize_invariants(inv)
         self._invariants = torch.from_numpy(np.ascontiguousarray(inv, dtype=np.float32))
         self._store = store
         self._pid = pid

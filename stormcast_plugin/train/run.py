@@ -32,7 +32,8 @@ def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
         cut = times[int(len(times) * 0.9)]
         train_p, valid_p = {"start": None, "end": cut}, {"start": cut, "end": None}
     common = dict(state_variables=d.get("state_variables"), conditioning_variables=d.get("conditioning_variables"),
-                  invariant_names=d.get("invariants"))
+                  invariant_names=d.get("invariants"),
+                  normalize_invariants=bool(d.get("normalize_invariants", True)))
     train = StormCastDataset(d["store"], start=train_p.get("start"), end=train_p.get("end"),
                              crop=tuple(d["crop"]) if d.get("crop") else None,
                              seed=config["training"]["seed"], **common)
@@ -130,7 +131,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         state_std=np.asarray(stats["state_std"][si], np.float32),
         conditioning_mean=np.asarray(stats["conditioning_mean"][ci], np.float32),
         conditioning_std=np.asarray(stats["conditioning_std"][ci], np.float32),
-        invariants=store.read_invariants(inv_names).astype(np.float32),
+        invariants=_network_invariants(store.read_invariants(inv_names), bool(d.get("normalize_invariants", True))),
         grid=store.grid,
         sampler=SamplerOptions.from_dict({k: v for k, v in config["sampler"].items() if k in sampler_keys}),
         info={**info, "layout": "stormcast-plugin"},
@@ -154,3 +155,11 @@ def push_to_hub(package_dir: str | Path, repo_id: str, *, token: str | None = No
     info = api.upload_folder(folder_path=str(package_dir), repo_id=repo_id, revision=revision,
                              commit_message="Upload StormCast package")
     return str(getattr(info, "commit_url", info))
+
+
+def _network_invariants(inv: np.ndarray, normalize: bool) -> np.ndarray:
+    """The invariants as the trained networks saw them (what a package stores)."""
+    from ..data.dataset import normalize_invariants
+
+    inv = np.asarray(inv, dtype=np.float32)
+    return normalize_invariants(inv) if normalize and len(inv) else inv

@@ -114,6 +114,24 @@ def test_random_crop_shapes_reproducible_and_consistent(store):
         StormCastDataset(store, crop=(17, 12))
 
 
+def test_normalized_invariants_are_z_scored_over_the_whole_grid(store):
+    from stormcast_plugin.data.dataset import normalize_invariants
+
+    inv = invariant_fields(small_grid().shape).astype(np.float64)
+    expect = (inv - inv.mean(axis=(1, 2), keepdims=True)) / inv.std(axis=(1, 2), keepdims=True)
+    full = StormCastDataset(store, normalize_invariants=True)[1]["invariants"].numpy()
+    np.testing.assert_allclose(full, expect, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full.reshape(2, -1).mean(1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(full.reshape(2, -1).std(1), 1.0, atol=1e-5)
+    # a crop is a window of the whole grid's normalised fields, not renormalised
+    a = StormCastDataset(store, crop=(8, 12), seed=3, normalize_invariants=True)[1]
+    r0, c0 = (int(v) for v in a["offset"])
+    np.testing.assert_allclose(a["invariants"].numpy(), expect[:, r0:r0 + 8, c0:c0 + 12], rtol=1e-5, atol=1e-5)
+    # a constant channel (an all-land mask) becomes zero rather than dividing by zero
+    const = normalize_invariants(np.stack([np.ones((4, 5)), np.arange(20.0).reshape(4, 5)]))
+    assert np.array_equal(const[0], np.zeros((4, 5))) and np.isfinite(const).all()
+
+
 def test_pickles_with_only_the_path(store):
     ds = StormCastDataset(str(store.path), crop=(8, 8))
     ds[0]  # opens the store in this process

@@ -114,6 +114,16 @@ def test_two_stages_export_and_forecast(tiny_store, tmp_path):
     assert y.shape == x.shape and torch.isfinite(y).all()
     card = (out / "README.md").read_text()
     assert "t2m" in card
+    # the package holds the invariants as the networks saw them: z-scored
+    from stormcast_plugin.data.dataset import normalize_invariants
+    from stormcast_plugin.data.store import DatasetStore
+
+    raw = DatasetStore.open(tiny_store).read_invariants(["lsm", "orography"])
+    from stormcast_plugin.package import load_package
+
+    inv = load_package(out).invariants
+    np.testing.assert_allclose(inv, normalize_invariants(raw), rtol=1e-6, atol=1e-6)
+    assert abs(float(inv[1].std()) - 1.0) < 1e-4
 
 
 def test_push_to_hub_uses_the_api_without_network(tmp_path):
