@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--spacing", type=int, default=5, help="hours between initial times")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler-steps", type=int, default=None)
+    p.add_argument("--sampler", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sampler option of the package, e.g. --sampler S_churn=10 (repeatable)")
     p.add_argument("--regression-only", action="store_true", help="score the regression mean alone")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -50,6 +52,16 @@ def main(argv=None) -> int:
         from stormcast_plugin.package import load_package
 
         pkg = load_package(args.package)
+    if args.sampler:
+        from stormcast_plugin.core import SamplerOptions
+
+        opts = pkg.sampler.to_dict()
+        for item in args.sampler:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--sampler {item!r} must look like KEY=VALUE")
+            opts[key.strip()] = value.strip()
+        pkg.sampler = SamplerOptions.from_dict(opts)
     store = DatasetStore.open(args.store)
     model = StormCast(pkg, StoreConditioningSource(store), seed=args.seed, sampler_steps=args.sampler_steps,
                       regression_only=args.regression_only)
