@@ -158,12 +158,37 @@ class Conv2d(nn.Module):
         return F.conv_transpose2d(x, (f * 4).tile([c, 1, 1, 1]), groups=c, stride=2, padding=pad)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.weight is not None and self.up and self._box and self.weight.shape[-1] in (1, 3):
+            return self._up_conv(x)
         x = self._resample(x)
         if self.weight is None:
             return x
         w = self.weight.to(x.dtype)
         b = self.bias.to(x.dtype) if self.bias is not None else None
         return F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+
+    def _up_conv(self, x: Tensor) -> Tensor:
+        """Nearest 2x up-sampling then the convolution, done at the low resolution.
+
+        A 1x1 convolution commutes with nearest up-sampling, so it runs first
+        (4x fewer operations). A 3x3 convolution of the up-sampled image is a
+        stride-2 transposed convolution of the original with a 4x4 kernel:
+        along each axis, output row ``2i + a`` sees rows ``i - 1, i, i`` of the
+        input (``a = 0``) or ``i, i, i + 1`` (``a = 1``), so the kernel taps
+        are ``[w1, w0 + w1, w-1 + w0, w-1]`` (2.25x fewer operations, same
+        result up to rounding).
+        """
+        w = self.weight.to(x.dtype)
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        if w.shape[-1] == 1:
+            return F.interpolate(F.conv2d(x, w, b), scale_factor=2.0, mode="nearest")
+        taps = _UP_TAPS.to(device=w.device, dtype=w.dtype)
+        kernel = torch.einsum("ka,oiab,lb->iokl", taps, w, taps)
+        return F.conv_transpose2d(x, kernel, b, stride=2, padding=1)
+
+
+# Rows: taps of the 4-tap transposed kernel; columns: the 3x3 kernel's taps -1, 0, 1.
+_UP_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def group_count(num_channels: int, num_groups: int = 32, min_channels_per_group: int = 4) -> int:
@@ -335,11 +360,17 @@ class UNetBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         orig = x
+        # The adds and scalings work in place on fresh convolution outputs,
+        # which autograd does not keep for the backward pass: no extra copies.
         x = self.conv0(self.norm0(x))
-        x = x + self.affine(emb).to(x.dtype)[:, :, None, None]
+        x = x.add_(self.affine(emb).to(x.dtype)[:, :, None, None])
         x = self.norm1(x)
         x = self.conv1(F.dropout(x, p=self.dropout, training=self.training))
-        x = (x + (self.skip(orig) if self.skip is not None else orig)) * self.skip_scale
+        x = x.add_(self.skip(orig) if self.skip is not None else orig)
+        if self.skip_scale != 1:
+            x = x.mul_(self.skip_scale)
         if self.attn is not None:
-            x = self.attn(x) * self.skip_scale
+            x = self.attn(x)
+            if self.skip_scale != 1:
+                x = x.mul_(self.skip_scale)
         return x
