@@ -218,13 +218,11 @@ class Trainer:
             if not getattr(self.net, "residual", False):
                 return  # a full-state regression net has nothing to scale
             scale = self.channel_rms(lambda b: b["next_state"] - b["state"], "x(t+1) - x(t)")
-            nets = [self.net, self.ema]
             setter = "set_tendency_scale"
         else:
             scale = self.estimate_residual_scale()
-            nets = [self.net, self.ema]
             setter = "set_residual_scale"
-        for net in nets:
+        for net in (self.net, self.ema):
             if net is not None:
                 getattr(net, setter)(scale)
 
