@@ -45,6 +45,8 @@ def normalize_invariants(invariants: np.ndarray) -> np.ndarray:
     the model grid instead. A constant channel (an all-land mask) becomes zero.
     """
     inv = np.asarray(invariants, dtype=np.float64)
+    if inv.shape[0] == 0:  # no invariant channels
+        return inv.astype(np.float32)
     flat = inv.reshape(inv.shape[0], -1)
     mean = flat.mean(axis=1)
     std = flat.std(axis=1)
@@ -328,7 +330,7 @@ class StormCastDataset(torch.utils.data.Dataset):
         self._regridder = get_regridder(self._cond_lat, self._cond_lon, self.grid)
         inv = store.read_invariants(self.invariant_names) if self.invariant_names else \
             np.zeros((0,) + tuple(self.grid.shape), dtype=np.float32)
-        if self.normalize_invariants and len(inv):
+        if self.normalize_invariants:
             inv = normalize_invariants(inv)
         self._invariants = torch.from_numpy(np.ascontiguousarray(inv, dtype=np.float32))
         self._store = store

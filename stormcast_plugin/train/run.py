@@ -161,5 +161,4 @@ def _network_invariants(inv: np.ndarray, normalize: bool) -> np.ndarray:
     """The invariants as the trained networks saw them (what a package stores)."""
     from ..data.dataset import normalize_invariants
 
-    inv = np.asarray(inv, dtype=np.float32)
-    return normalize_invariants(inv) if normalize and len(inv) else inv
+    return normalize_invariants(inv) if normalize else np.asarray(inv, dtype=np.float32)

@@ -130,6 +130,7 @@ def test_normalized_invariants_are_z_scored_over_the_whole_grid(store):
     # a constant channel (an all-land mask) becomes zero rather than dividing by zero
     const = normalize_invariants(np.stack([np.ones((4, 5)), np.arange(20.0).reshape(4, 5)]))
     assert np.array_equal(const[0], np.zeros((4, 5))) and np.isfinite(const).all()
+    assert normalize_invariants(np.zeros((0, 4, 5))).shape == (0, 4, 5)
 
 
 def test_pickles_with_only_the_path(store):
