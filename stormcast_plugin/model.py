@@ -27,6 +27,7 @@ from earth2studio.utils.coords import handshake_coords, handshake_dim
 
 from .conditioning import ConditioningFetcher
 from .core import SamplerOptions
+from .local_time import local_time_channels
 from .package import StormCastPackage, load_package
 from .variables import check_variables
 
@@ -88,6 +89,7 @@ class StormCast(torch.nn.Module):
         self.variables = np.array(package.state_variables)
         self.conditioning_variables = np.array(package.conditioning_variables)
         self.invariant_names = tuple(package.invariant_names)
+        self.local_time = bool(package.local_time)
         self.grid = package.grid
         self.hrrr_y = np.asarray(self.grid.y)
         self.hrrr_x = np.asarray(self.grid.x)
@@ -312,10 +314,15 @@ class StormCast(torch.nn.Module):
         cond = cond.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
         state = (x.reshape(b * t, c, h, w).to(self.device, torch.float32) - self.state_mean) / self.state_std
         gens = None if self.regression_only else self._generators(members, coords)
+        inv = self.invariants
+        if self.local_time:  # [T, 2, H, W] at the valid time of the input state
+            clock = torch.from_numpy(local_time_channels(np.asarray(coords["time"]) + lead, self.lon))
+            clock = clock.to(self.device).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
+            inv = torch.cat([inv.unsqueeze(0).expand(b * t, -1, -1, -1), clock], dim=1)
         nxt = self.nets.step(
             state,
             cond,
-            self.invariants,
+            inv,
             sampler=self.sampler,
             generators=gens,
             regression_only=self.regression_only,

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .core import SamplerOptions, StormCastNets
+from .local_time import LOCAL_TIME_CHANNELS
 from .nn.mdlus import CheckpointError, load_mdlus, load_state_dict_strict, write_mdlus
 from .nn.networks import EDMPrecond, RegressionNet
 from .nn.songunet import SongUNetConfig
@@ -133,6 +134,10 @@ class StormCastPackage:
     info : dict
         ``name``, ``description``, ``license``, ``source`` and ``layout``
         (``"official"`` or ``"stormcast-plugin"``).
+    local_time : bool
+        The networks take two more channels after the invariants: cos and sin
+        of the local solar time of the input state
+        (:func:`~stormcast_plugin.local_time.local_time_channels`).
     """
 
     regression: RegressionNet
@@ -148,11 +153,13 @@ class StormCastPackage:
     grid: Any
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
     info: dict = field(default_factory=dict)
+    local_time: bool = False
 
     def __post_init__(self) -> None:
         self.state_variables = tuple(str(v) for v in self.state_variables)
         self.conditioning_variables = tuple(str(v) for v in self.conditioning_variables)
         self.invariant_names = tuple(str(v) for v in self.invariant_names)
+        self.local_time = bool(self.local_time)
         for name in ("state_mean", "state_std", "conditioning_mean", "conditioning_std", "invariants"):
             setattr(self, name, np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float32)))
         info = {"name": "stormcast", "description": "", "license": "unknown", "source": "",
@@ -164,6 +171,11 @@ class StormCastPackage:
     def shape(self) -> tuple[int, int]:
         """Grid shape ``(H, W)``."""
         return tuple(int(s) for s in self.invariants.shape[-2:])
+
+    @property
+    def input_invariant_names(self) -> tuple[str, ...]:
+        """Names of the channels after the state and conditioning: invariants, then local time."""
+        return self.invariant_names + (LOCAL_TIME_CHANNELS if self.local_time else ())
 
     def nets(self) -> StormCastNets:
         """The two networks wrapped in a :class:`~stormcast_plugin.core.StormCastNets`."""
@@ -216,9 +228,10 @@ class StormCastPackage:
             dup = sorted({v for v in names if names.count(v) > 1})
             if dup:
                 raise ValueError(f"{what} variable names are duplicated: {dup}; each channel needs a unique name")
-        c, ce, ci = len(self.state_variables), len(self.conditioning_variables), len(self.invariant_names)
+        c, ce, ci = len(self.state_variables), len(self.conditioning_variables), len(self.input_invariant_names)
         if c == 0:
             raise ValueError("state_variables is empty; a package needs at least one state variable")
+        extra = " (including the 2 local-time channels)" if self.local_time else ""
         _check_stats("state", self.state_mean, self.state_std, c)
         _check_stats("conditioning", self.conditioning_mean, self.conditioning_std, ce)
 
@@ -231,8 +244,8 @@ class StormCastPackage:
         if rc.in_channels != c + ce + ci:
             raise ValueError(
                 f"the regression net takes {rc.in_channels} input channels; the package gives "
-                f"{c} state + {ce} conditioning + {ci} invariants = {c + ce + ci}. "
-                "Check the conditioning variables and invariant names"
+                f"{c} state + {ce} conditioning + {ci} invariants{extra} = {c + ce + ci}. "
+                "Check the conditioning variables, the invariant names and local_time"
             )
         if self.diffusion is not None:
             dc = self.diffusion.config
@@ -244,12 +257,13 @@ class StormCastPackage:
             if self.diffusion.condition_channels != 2 * c + ci:
                 raise ValueError(
                     f"the diffusion net expects {self.diffusion.condition_channels} condition channels; "
-                    f"the package gives 2 x {c} (state, regression mean) + {ci} invariants = {2 * c + ci}"
+                    f"the package gives 2 x {c} (state, regression mean) + {ci} invariants{extra} = {2 * c + ci}"
                 )
         inv = self.invariants
-        if inv.ndim != 3 or inv.shape[0] != ci:
+        if inv.ndim != 3 or inv.shape[0] != len(self.invariant_names):
             raise ValueError(
-                f"invariants have shape {inv.shape}; expected [{ci}, H, W] for the invariant names "
+                f"invariants have shape {inv.shape}; expected [{len(self.invariant_names)}, H, W] for the "
+                "invariant names "
                 f"{list(self.invariant_names)}"
             )
         if not np.isfinite(inv).all():
@@ -604,6 +618,13 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} cannot be read as safetensors ({err})") from err
 
 
+def _manifest_bool(manifest: Mapping[str, Any], key: str) -> bool:
+    value = manifest.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} is {value!r}; expected true or false")
+    return value
+
+
 def _load_own(folder: Path, label: str) -> StormCastPackage:
     manifest = _read_manifest(folder)
     _verify_files(folder, manifest)
@@ -641,6 +662,7 @@ def _load_own(folder: Path, label: str) -> StormCastPackage:
             grid=grid,
             sampler=sampler,
             info=info,
+            local_time=_manifest_bool(manifest, "local_time"),
         )
     except KeyError as err:
         raise PackageFormatError(
@@ -988,6 +1010,7 @@ def save_package(pkg: StormCastPackage, out_dir: str | os.PathLike, *, overwrite
             "state_variables": list(pkg.state_variables),
             "conditioning_variables": list(pkg.conditioning_variables),
             "invariant_names": list(pkg.invariant_names),
+            "local_time": pkg.local_time,
             "sampler": pkg.sampler.to_dict(),
             "regression": {"file": _OWN_REGRESSION, "config": pkg.regression.config.to_dict(),
                            "residual": bool(getattr(pkg.regression, "residual", False))},
@@ -1032,6 +1055,8 @@ def _model_card(pkg: StormCastPackage) -> str:
         if bool(torch.any(pkg.regression.tendency_scale != 1)):
             regression_form += ", with s per channel: " + ", ".join(
                 f"{v} {float(r):.3g}" for v, r in zip(pkg.state_variables, pkg.regression.tendency_scale))
+    local_time = ("\n- Local time (2): `cos_local_time`, `sin_local_time` of the input time, after the invariants"
+                  if pkg.local_time else "")
     return f"""# {info.get('name', 'stormcast')}
 
 {info.get('description', '') or 'A StormCast model package.'}
@@ -1045,7 +1070,7 @@ This folder is a `stormcast_plugin` export (format {FORMAT_NAME} v{FORMAT_VERSIO
 
 - State ({len(pkg.state_variables)}): {names(pkg.state_variables)}
 - Conditioning ({len(pkg.conditioning_variables)}): {names(pkg.conditioning_variables)}
-- Invariants ({len(pkg.invariant_names)}): {names(pkg.invariant_names)}
+- Invariants ({len(pkg.invariant_names)}): {names(pkg.invariant_names)}{local_time}
 
 ## Grid
 
@@ -1120,6 +1145,11 @@ def write_official_layout(
         raise ValueError(
             "the official layout needs a diffusion net (EDMPrecond.0.0.mdlus) but the package has none; "
             "use save_package for regression-only packages"
+        )
+    if pkg.local_time:
+        raise ValueError(
+            "the package's networks take local-time input channels, which the official layout cannot "
+            "describe (its readers would feed them the wrong channels); use save_package"
         )
     if mdlus_format not in ("zip", "tar"):
         raise ValueError(f"mdlus_format {mdlus_format!r} must be 'zip' or 'tar'")
@@ -1262,6 +1292,7 @@ def random_package(
     seed: int = 0,
     additive_pos_embed: bool = False,
     with_diffusion: bool = True,
+    local_time: bool = False,
 ) -> StormCastPackage:
     """A small randomly initialised package (tests and demos; not a forecast model).
 
@@ -1284,6 +1315,8 @@ def random_package(
         Seeds weights, statistics and invariants.
     with_diffusion : bool
         Include the diffusion net.
+    local_time : bool
+        Networks that also take the two local-time channels.
 
     Returns
     -------
@@ -1295,6 +1328,7 @@ def random_package(
     c, ce, ci = len(state_variables), len(conditioning_variables), len(invariant_names)
     if c == 0:
         raise ValueError("state_variables is empty; give at least one state variable name")
+    ct = ci + (len(LOCAL_TIME_CHANNELS) if local_time else 0)
     shape = tuple(int(s) for s in grid.shape)
     common = dict(
         img_resolution=shape,
@@ -1303,9 +1337,9 @@ def random_package(
         num_blocks=int(num_blocks),
         attn_resolutions=(),
     )
-    reg_cfg = SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common)
+    reg_cfg = SongUNetConfig(in_channels=c + ce + ct, out_channels=c, embedding_type="zero", **common)
     diff_cfg = SongUNetConfig(
-        in_channels=3 * c + ci, out_channels=c, embedding_type="positional",
+        in_channels=3 * c + ct, out_channels=c, embedding_type="positional",
         additive_pos_embed=bool(additive_pos_embed), **common,
     )
     with torch.random.fork_rng(devices=[]):
@@ -1359,5 +1393,6 @@ def random_package(
             "source": f"random_package(seed={seed})",
             "layout": "stormcast-plugin",
         },
+        local_time=local_time,
     )
     return pkg.validate()

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..local_time import LOCAL_TIME_CHANNELS, local_time_channels
 from .sources import as_times
 from .store import DatasetStore, StoreError
 
@@ -109,6 +110,10 @@ class StormCastDataset(torch.utils.data.Dataset):
     normalize_invariants : bool
         Return the invariants z-scored per channel over the whole grid
         (:func:`normalize_invariants`) instead of as stored.
+    local_time : bool
+        Append the two local-time channels of hour ``t``
+        (:func:`~stormcast_plugin.local_time.local_time_channels`) to the
+        invariants of every sample.
 
     Attributes
     ----------
@@ -149,7 +154,10 @@ class StormCastDataset(torch.utils.data.Dataset):
         Conditioning at ``t``, regridded bilinearly to the model grid, then
         normalised.
     ``invariants`` ``[Ci, H, W]`` float32
-        As stored (StormCast feeds them to the networks unnormalised).
+        As stored (StormCast feeds them to the networks unnormalised), or
+        z-scored with ``normalize_invariants``; with ``local_time`` followed
+        by the cos and sin of the local solar time at ``t`` (``Ci + 2``
+        channels: :attr:`input_invariant_names`).
     ``time`` int64 scalar
         ``t`` in hours since 1970-01-01.
     ``offset`` int64 ``[2]``
@@ -175,6 +183,7 @@ class StormCastDataset(torch.utils.data.Dataset):
         crop: tuple[int, int] | None = None,
         seed: int = 0,
         normalize_invariants: bool = False,
+        local_time: bool = False,
     ) -> None:
         from ..grid import get_regridder
 
@@ -238,6 +247,7 @@ class StormCastDataset(torch.utils.data.Dataset):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
         self.normalize_invariants = bool(normalize_invariants)
+        self.local_time = bool(local_time)
         self.epoch = 0
 
         # Valid pairs.
@@ -341,6 +351,11 @@ class StormCastDataset(torch.utils.data.Dataset):
         return int(self._index.size)
 
     @property
+    def input_invariant_names(self) -> tuple[str, ...]:
+        """Names of the ``invariants`` channels of a sample (with the local-time channels)."""
+        return self.invariant_names + (LOCAL_TIME_CHANNELS if self.local_time else ())
+
+    @property
     def times(self) -> np.ndarray:
         """The first hour ``t`` of every sample, ``datetime64[ns]``."""
         return self._times.copy()
@@ -421,6 +436,12 @@ class StormCastDataset(torch.utils.data.Dataset):
             nxt = nxt[:, rows, cols].contiguous()
             c = c[:, rows, cols]
             inv = inv[:, rows, cols]
+        if self.local_time:
+            lon = np.asarray(self.grid.lon, dtype=np.float64)
+            if self.crop is not None:
+                lon = lon[rows, cols]
+            clock = torch.from_numpy(local_time_channels(self._store.times[k], lon)[0])
+            inv = torch.cat([inv, clock], dim=0)
         hours = int((self._store.times[k] - _EPOCH) // _HOUR)
         return {
             "state": state,

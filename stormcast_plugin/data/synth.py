@@ -61,7 +61,7 @@ streamfunction :math:`\psi_m` (60-400 km, rms 1.5 m/s, amplitudes varying over
 
 .. math::
 
-    u = f_r R_\alpha [U_b\, \Pi(z) - s(z)\, \partial_y (\psi + \psi_m)], \qquad
+    u = f_r R_\alpha [U_b\, \Pi(z) - s(z)\, \partial_y (\psi + \psi_m)] + u_\mathrm{LLJ}, \qquad
     v = f_r R_\alpha [V_b\, \Pi(z) + s(z)\, \partial_x (\psi + \psi_m)] + v_\mathrm{LLJ},
 
 with the jet profile :math:`\Pi(z) = 0.45 + 0.55 z/10\,\mathrm{km}` up to
@@ -70,9 +70,13 @@ surface friction :math:`f_r = 1 - 0.45 (1 - 0.5 m) e^{-z/250\,\mathrm{m}}`
 weakened by daytime mixing over land
 :math:`m = \ell \max(0, \cos(2\pi(\mathrm{LST} - 14)/24))`, an Ekman
 turning :math:`R_\alpha` by :math:`\alpha = 0.35\, e^{-z/400\,\mathrm{m}}`
-rad to the left, and a nocturnal low-level jet over land
-:math:`v_\mathrm{LLJ} = 6\, \ell \max(0, \cos(2\pi(\mathrm{LST}-3)/24))\,
-e^{-((z - 600)/400)^2}` m/s (:math:`\ell` the land fraction). Temperature and
+rad to the left, and a low-level jet over land that turns clockwise once a
+day like an inertial oscillation,
+:math:`(u, v)_\mathrm{LLJ} = \ell\, (2 + 4 \max(0, \cos\phi))\,
+(\sin\phi, \cos\phi)\, e^{-((z - 600)/400)^2}` m/s with
+:math:`\phi = 2\pi(\mathrm{LST}-3)/24` (:math:`\ell` the land fraction): a
+6 m/s southerly jet at 03 LST, 2 m/s by day. Its direction tells the time of
+day, so one state says whether the land is warming or cooling. Temperature and
 moisture anomalies are translated by the low-level (1.5 km) background wind,
 i.e. advected by the large-scale flow as frozen patterns.
 
@@ -1010,10 +1014,16 @@ class SyntheticAtmosphere:
         sel = np.arange(z.size) if wind_levels is None else np.asarray(wind_levels, dtype=np.int64)
         zw = zc[sel]
         uw, vw = self._wind_profile(z[sel], ub, vb, dpdy, dpdx, mixing)
-        llj = 6.0 * pts.land * np.maximum(0.0, np.cos(2 * np.pi * (lst - 3.0) / 24.0))
-        vw = vw + llj * np.exp(-(((zw - 600.0) / 400.0) ** 2))
+        # Low-level jet: an ageostrophic wind over land turning clockwise once a day,
+        # from the south at 03 LST and strongest at night.
+        phase = 2 * np.pi * (lst - 3.0) / 24.0
+        jet = pts.land * (2.0 + 4.0 * np.maximum(0.0, np.cos(phase)))
+        llj_u, llj_v = jet * np.sin(phase), jet * np.cos(phase)
+        prof = np.exp(-(((zw - 600.0) / 400.0) ** 2))
+        uw, vw = uw + llj_u * prof, vw + llj_v * prof
         u10, v10 = self._wind_profile(np.array([10.0]), ub, vb, dpdy, dpdx, mixing)
-        u10, v10 = u10[0], v10[0] + llj * math.exp(-((590.0 / 400.0) ** 2))
+        w10 = math.exp(-((590.0 / 400.0) ** 2))
+        u10, v10 = u10[0] + llj_u * w10, v10[0] + llj_v * w10
         if cells is not None:
             wo = np.exp(-zw / 600.0) + 0.6 * np.exp(-(((zw - 9500.0) / 1500.0) ** 2))
             uw = uw + wo * cells["ou"]

@@ -34,7 +34,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "data": {
         "store": "path?", "state_variables": "names?", "conditioning_variables": "names?",
         "invariants": "names?", "train": "period", "valid": "period", "crop": "crop?",
-        "num_workers": "int0", "normalize_invariants": "bool",
+        "num_workers": "int0", "normalize_invariants": "bool", "local_time": "bool",
     },
     "model": {
         "model_channels": "int+", "channel_mult": "list_int", "num_blocks": "int+",

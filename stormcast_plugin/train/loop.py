@@ -182,7 +182,7 @@ class Trainer:
             raise ValueError("the training set has no valid samples (pairs of consecutive written hours)")
 
         c, ce, ci = (len(train_set.state_variables), len(train_set.conditioning_variables),
-                     len(train_set.invariant_names))
+                     len(train_set.input_invariant_names))
         shape = tuple(train_set[0]["state"].shape[-2:])
         torch.manual_seed(t["seed"] + 1000 * self.dist.rank)
         self.net = build_network(stage, config["model"], c, ce, ci, shape).to(self.dist.device)

@@ -33,7 +33,8 @@ def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
         train_p, valid_p = {"start": None, "end": cut}, {"start": cut, "end": None}
     common = dict(state_variables=d.get("state_variables"), conditioning_variables=d.get("conditioning_variables"),
                   invariant_names=d.get("invariants"),
-                  normalize_invariants=bool(d.get("normalize_invariants", True)))
+                  normalize_invariants=bool(d.get("normalize_invariants", True)),
+                  local_time=bool(d.get("local_time", False)))
     train = StormCastDataset(d["store"], start=train_p.get("start"), end=train_p.get("end"),
                              crop=tuple(d["crop"]) if d.get("crop") else None,
                              seed=config["training"]["seed"], **common)
@@ -135,6 +136,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         grid=store.grid,
         sampler=SamplerOptions.from_dict({k: v for k, v in config["sampler"].items() if k in sampler_keys}),
         info={**info, "layout": "stormcast-plugin"},
+        local_time=bool(d.get("local_time", False)),
     )
     pkg.validate()
     return save_package(pkg, out, overwrite=overwrite)

@@ -217,3 +217,27 @@ def test_nan_in_a_written_hour_is_named(tmp_path):
     ds = StormCastDataset(st)
     with pytest.raises(StoreError, match=r"state at 2024-05-01T01.*NaN or infinite values in \['msl'\]"):
         ds[0]  # (0, 1): the target hour is bad
+
+
+def test_local_time_channels_follow_the_invariants(store):
+    from stormcast_plugin.local_time import local_time_channels
+
+    ds = StormCastDataset(store, local_time=True, normalize_invariants=True)
+    assert ds.input_invariant_names == ds.invariant_names + ("cos_local_time", "sin_local_time")
+    plain = StormCastDataset(store, normalize_invariants=True)
+    for i in (0, 3):
+        item = ds[i]
+        assert np.datetime64(int(item["time"]), "h") == ds.times[i]
+        expect = local_time_channels(ds.times[i], small_grid().lon)[0]
+        assert item["invariants"].shape == (4,) + small_grid().shape
+        np.testing.assert_allclose(item["invariants"][2:].numpy(), expect, atol=1e-6)
+        torch.testing.assert_close(item["invariants"][:2], plain[i]["invariants"])
+    # hours 0 and 1 differ by 15 degrees of local time at every point
+    a, b = ds[0]["invariants"][2:].numpy(), ds[1]["invariants"][2:].numpy()
+    angle = np.angle((b[0] + 1j * b[1]) / (a[0] + 1j * a[1]), deg=True)
+    np.testing.assert_allclose(angle, 15.0, atol=1e-3)
+    # a crop takes the window of the whole grid's channels
+    cropped = StormCastDataset(store, crop=(8, 12), seed=3, local_time=True)[1]
+    r0, c0 = (int(v) for v in cropped["offset"])
+    full = ds[1]["invariants"][2:].numpy()
+    np.testing.assert_allclose(cropped["invariants"][2:].numpy(), full[:, r0:r0 + 8, c0:c0 + 12], atol=1e-6)

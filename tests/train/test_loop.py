@@ -126,6 +126,29 @@ def test_two_stages_export_and_forecast(tiny_store, tmp_path):
     assert abs(float(inv[1].std()) - 1.0) < 1e-4
 
 
+def test_local_time_inputs_train_export_and_forecast(tiny_store, tmp_path):
+    from stormcast_plugin.data.sources import StoreConditioningSource, StoreStateSource
+    from stormcast_plugin.forecast import fetch_state
+    from stormcast_plugin.model import StormCast
+    from stormcast_plugin.package import load_package
+
+    cfg = _config(tiny_store, **{"data.local_time": "true", "regression.steps": 3, "diffusion.steps": 2,
+                                 "training.checkpoint_every": 3})
+    run_training(cfg, tmp_path / "run", progress=False)
+    out = export_run(tmp_path / "run", tmp_path / "pkg")
+    pkg = load_package(out)
+    assert pkg.local_time and pkg.input_invariant_names[-2:] == ("cos_local_time", "sin_local_time")
+    # 4 state + 2 conditioning + 2 invariants + 2 local-time channels
+    assert pkg.regression.config.in_channels == 10 and pkg.diffusion.condition_channels == 2 * 4 + 4
+    model = StormCast(pkg, StoreConditioningSource(tiny_store), seed=0, sampler_steps=2)
+    x, coords = fetch_state(StoreStateSource(tiny_store), [np.datetime64("2024-05-01T05")],
+                            list(model.variables), model.grid)
+    y, _ = model(x, coords)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="data.local_time"):
+        _config(tiny_store, **{"data.local_time": "sometimes"})
+
+
 def test_push_to_hub_uses_the_api_without_network(tmp_path):
     calls = []
 
