@@ -207,8 +207,9 @@ class StormCastNets(nn.Module):
         condition = torch.cat([state, mean, inv], dim=1)
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            # The sampler gives all samples the same noise level: one embedding serves the batch.
             with amp:
-                return self.diffusion(x.float(), sigma.float(), condition)
+                return self.diffusion(x.float(), sigma.float()[:1], condition)
 
         noise = randn_per_sample(tuple(state.shape), generators, dtype=torch.float32, device=device)
         sigmas = karras_sigmas(

@@ -157,17 +157,24 @@ class Conv2d(nn.Module):
             return F.conv2d(x, f.tile([c, 1, 1, 1]), groups=c, stride=2, padding=pad)
         return F.conv_transpose2d(x, (f * 4).tile([c, 1, 1, 1]), groups=c, stride=2, padding=pad)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.weight is not None and self.up and self._box and self.weight.shape[-1] in (1, 3):
-            return self._up_conv(x)
-        x = self._resample(x)
+    def forward(self, x: Tensor, extra_bias: Tensor | None = None) -> Tensor:
+        """Convolve ``x``; ``extra_bias`` (``[out_channels]``) is added to the bias
+        inside the convolution instead of as a separate pass over the output."""
         if self.weight is None:
-            return x
+            if extra_bias is not None:
+                raise ValueError("extra_bias needs a convolution kernel; this Conv2d only resamples")
+            return self._resample(x)
         w = self.weight.to(x.dtype)
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.conv2d(x, w, b, padding=w.shape[-1] // 2)
+        b = self.bias
+        if extra_bias is not None:
+            b = extra_bias if b is None else b + extra_bias
+        b = b.to(x.dtype) if b is not None else None
+        if self.up and self._box and w.shape[-1] in (1, 3):
+            return self._up_conv(x, w, b)
+        return F.conv2d(self._resample(x), w, b, padding=w.shape[-1] // 2)
 
-    def _up_conv(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def _up_conv(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         """Nearest 2x up-sampling then the convolution, done at the low resolution.
 
         A 1x1 convolution commutes with nearest up-sampling, so it runs first
@@ -178,8 +185,6 @@ class Conv2d(nn.Module):
         are ``[w1, w0 + w1, w-1 + w0, w-1]`` (2.25x fewer operations, same
         result up to rounding).
         """
-        w = self.weight.to(x.dtype)
-        b = self.bias.to(x.dtype) if self.bias is not None else None
         if w.shape[-1] == 1:
             return F.interpolate(F.conv2d(x, w, b), scale_factor=2.0, mode="nearest")
         taps = _UP_TAPS.to(device=w.device, dtype=w.dtype)
@@ -362,8 +367,11 @@ class UNetBlock(nn.Module):
         orig = x
         # The adds and scalings work in place on fresh convolution outputs,
         # which autograd does not keep for the backward pass: no extra copies.
-        x = self.conv0(self.norm0(x))
-        x = x.add_(self.affine(emb).to(x.dtype)[:, :, None, None])
+        if emb.shape[0] == 1:  # one embedding for the whole batch: a bias of the convolution
+            x = self.conv0(self.norm0(x), extra_bias=self.affine(emb)[0])
+        else:
+            x = self.conv0(self.norm0(x))
+            x = x.add_(self.affine(emb).to(x.dtype)[:, :, None, None])
         x = self.norm1(x)
         x = self.conv1(F.dropout(x, p=self.dropout, training=self.training))
         x = x.add_(self.skip(orig) if self.skip is not None else orig)

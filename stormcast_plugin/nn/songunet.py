@@ -222,15 +222,15 @@ class SongUNet(nn.Module):
             del state_dict[key]
 
     def embedding(self, noise_labels: Tensor, batch: int, dtype: torch.dtype) -> Tensor:
-        """Conditioning vector ``[B, emb_channels]`` for the noise labels."""
+        """Conditioning vector for the noise labels: ``[B, emb_channels]``, or
+        ``[1, emb_channels]`` when one vector serves the whole batch (the zero
+        embedding, or a single noise label); the blocks then fold it into a
+        convolution bias."""
         if self.config.embedding_type == "zero":
-            return torch.zeros(batch, self.emb_channels, dtype=dtype, device=noise_labels.device)
+            return torch.zeros(1, self.emb_channels, dtype=dtype, device=noise_labels.device)
         emb = self.map_noise(noise_labels.reshape(-1))
         emb = F.silu(self.map_layer0(emb))
-        emb = F.silu(self.map_layer1(emb))
-        if emb.shape[0] == 1 and batch > 1:
-            emb = emb.expand(batch, -1)
-        return emb
+        return F.silu(self.map_layer1(emb))
 
     def forward(self, x: Tensor, noise_labels: Tensor | None = None) -> Tensor:
         """Apply the U-Net.

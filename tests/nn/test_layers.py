@@ -107,6 +107,27 @@ def test_attention_matches_softmax_formula():
     torch.testing.assert_close(att(x), att.proj(a) + x, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("resample", ["none", "up", "down"])
+def test_one_embedding_for_the_batch_folds_into_the_conv_bias(resample):
+    """A [1, E] embedding (folded into conv0's bias) equals the same vector repeated per sample."""
+    blk = UNetBlock(6, 8, emb_channels=5, up=resample == "up", down=resample == "down").double()
+    randomize_(blk, seed=3)
+    x = torch.randn(3, 6, 8, 10, dtype=torch.float64)
+    emb = torch.randn(1, 5, dtype=torch.float64)
+    folded = blk(x, emb)
+    repeated = blk(x, emb.expand(3, -1).contiguous())
+    torch.testing.assert_close(folded, repeated, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(folded)
+    params = [p for p in blk.parameters()]
+    ga = torch.autograd.grad(folded, params, g)
+    gb = torch.autograd.grad(repeated, params, g)
+    for p, a, b in zip(params, ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert float(ga[[i for i, p in enumerate(params) if p is blk.affine.weight][0]].abs().max()) > 0
+    with pytest.raises(ValueError, match="extra_bias"):
+        Conv2d(2, 2, kernel=0, down=True)(x[:, :2], extra_bias=torch.zeros(2, dtype=torch.float64))
+
+
 def test_unet_block_loads_legacy_attention_names():
     blk = UNetBlock(8, 8, emb_channels=4, attention=True)
     randomize_(blk)
