@@ -157,18 +157,25 @@ class Conv2d(nn.Module):
             return F.conv2d(x, f.tile([c, 1, 1, 1]), groups=c, stride=2, padding=pad)
         return F.conv_transpose2d(x, (f * 4).tile([c, 1, 1, 1]), groups=c, stride=2, padding=pad)
 
-    def forward(self, x: Tensor, extra_bias: Tensor | None = None) -> Tensor:
-        """Convolve ``x``; ``extra_bias`` (``[out_channels]``) is added to the bias
-        inside the convolution instead of as a separate pass over the output."""
+    def forward(self, x: Tensor, extra_bias: Tensor | None = None, scale: float = 1.0) -> Tensor:
+        """Convolve ``x``.
+
+        ``extra_bias`` (``[out_channels]``) is added to the bias, and the
+        output is multiplied by ``scale``, inside the convolution (through the
+        weights) instead of as separate passes over the output.
+        """
         if self.weight is None:
-            if extra_bias is not None:
-                raise ValueError("extra_bias needs a convolution kernel; this Conv2d only resamples")
+            if extra_bias is not None or scale != 1:
+                raise ValueError("extra_bias and scale need a convolution kernel; this Conv2d only resamples")
             return self._resample(x)
         w = self.weight.to(x.dtype)
         b = self.bias
         if extra_bias is not None:
             b = extra_bias if b is None else b + extra_bias
         b = b.to(x.dtype) if b is not None else None
+        if scale != 1:
+            w = w * scale
+            b = b * scale if b is not None else None
         if self.up and self._box and w.shape[-1] in (1, 3):
             return self._up_conv(x, w, b)
         return F.conv2d(self._resample(x), w, b, padding=w.shape[-1] // 2)
@@ -282,7 +289,8 @@ class UNetAttention(nn.Module):
         self.qkv = Conv2d(channels, channels * 3, kernel=1, init_scale=math.sqrt(0.2))
         self.proj = Conv2d(channels, channels, kernel=1, init_scale=1e-5)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, scale: float = 1.0) -> Tensor:
+        """``(x + attention(x)) * scale``."""
         b, c, h, w = x.shape
         heads = self.num_heads
         # qkv channels are laid out as [head, channel, (q, k, v)].
@@ -290,7 +298,7 @@ class UNetAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 1, 4, 2).unbind(0)  # each [b, heads, hw, c/heads]
         a = F.scaled_dot_product_attention(q, k, v)
         a = a.transpose(-1, -2).reshape(b, c, h, w)
-        return self.proj(a) + x
+        return self.proj(a, scale=scale).add_(x, alpha=scale)
 
 
 class UNetBlock(nn.Module):
@@ -373,12 +381,13 @@ class UNetBlock(nn.Module):
             x = self.conv0(self.norm0(x))
             x = x.add_(self.affine(emb).to(x.dtype)[:, :, None, None])
         x = self.norm1(x)
-        x = self.conv1(F.dropout(x, p=self.dropout, training=self.training))
-        x = x.add_(self.skip(orig) if self.skip is not None else orig)
-        if self.skip_scale != 1:
-            x = x.mul_(self.skip_scale)
+        # (conv1(x) + skip) * s, with s applied through the convolutions' weights
+        s = self.skip_scale
+        x = self.conv1(F.dropout(x, p=self.dropout, training=self.training), scale=s)
+        if self.skip is not None:
+            x = x.add_(self.skip(orig, scale=s))
+        else:
+            x = x.add_(orig, alpha=s)
         if self.attn is not None:
-            x = self.attn(x)
-            if self.skip_scale != 1:
-                x = x.mul_(self.skip_scale)
+            x = self.attn(x, scale=s)
         return x

@@ -107,6 +107,52 @@ def test_attention_matches_softmax_formula():
     torch.testing.assert_close(att(x), att.proj(a) + x, rtol=1e-5, atol=1e-5)
 
 
+def _reference_block(blk: UNetBlock, x: torch.Tensor, emb: torch.Tensor, mode: str) -> torch.Tensor:
+    """The block written out step by step (training-mode group norm), every sum and scaling explicit."""
+    def norm(m, t):
+        return F.silu(F.group_norm(t, m.num_groups, m.weight, m.bias, m.eps))
+
+    def resample(t):
+        if mode == "up":
+            return F.interpolate(t, scale_factor=2.0, mode="nearest")
+        return F.avg_pool2d(t, 2) if mode == "down" else t
+
+    s = blk.skip_scale
+    h = F.conv2d(resample(norm(blk.norm0, x)), blk.conv0.weight, blk.conv0.bias, padding=1)
+    h = h + F.linear(emb, blk.affine.weight, blk.affine.bias)[:, :, None, None]
+    h = F.conv2d(norm(blk.norm1, h), blk.conv1.weight, blk.conv1.bias, padding=1)
+    skip = x if blk.skip is None else F.conv2d(resample(x), blk.skip.weight, blk.skip.bias)
+    h = (h + skip) * s
+    if blk.attn is not None:
+        b, c, hh, ww = h.shape
+        a = blk.attn
+        qkv = F.conv2d(F.group_norm(h, a.norm.num_groups, a.norm.weight, a.norm.bias, a.norm.eps),
+                       a.qkv.weight, a.qkv.bias).reshape(b, c, 3, hh * ww)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        w = torch.softmax(torch.einsum("bcq,bck->bqk", q, k) / math.sqrt(c), dim=-1)
+        out = torch.einsum("bqk,bck->bcq", w, v).reshape(b, c, hh, ww)
+        h = (h + F.conv2d(out, a.proj.weight, a.proj.bias)) * s
+    return h
+
+
+@pytest.mark.parametrize("mode,attention,cin", [("none", False, 8), ("none", True, 8), ("none", False, 6),
+                                                ("up", False, 6), ("down", True, 6)])
+def test_unet_block_equals_the_written_out_formula(mode, attention, cin):
+    """Scalings and embedding bias applied through the convolutions equal the explicit sums."""
+    blk = UNetBlock(cin, 8, emb_channels=5, up=mode == "up", down=mode == "down", attention=attention,
+                    skip_scale=math.sqrt(0.5)).double()
+    randomize_(blk, seed=4)
+    x = torch.randn(2, cin, 8, 6, dtype=torch.float64)
+    for emb in (torch.randn(2, 5, dtype=torch.float64), torch.randn(1, 5, dtype=torch.float64)):
+        ours = blk(x, emb)
+        ref = _reference_block(blk, x, emb, mode)
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+        g = torch.randn_like(ref)
+        params = list(blk.parameters())
+        for a, b in zip(torch.autograd.grad(ours, params, g), torch.autograd.grad(ref, params, g)):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("resample", ["none", "up", "down"])
 def test_one_embedding_for_the_batch_folds_into_the_conv_bias(resample):
     """A [1, E] embedding (folded into conv0's bias) equals the same vector repeated per sample."""
