@@ -11,6 +11,7 @@ cd "$root"
 out=outputs/demo
 "$venv/bin/stormcast" data synth --out $out/train.zarr --start 2024-03-01T00 --hours 2928 --grid 64x64 \
   --preset tiny --seed 0 --overwrite
+rm -rf "$out/run"  # a fresh run: `stormcast train` resumes from any checkpoint it finds there
 "$venv/bin/stormcast" train demo --run-dir $out/run --set data.store=$out/train.zarr
 "$venv/bin/stormcast" export $out/run stormcast_plugin/assets/demo --overwrite --name stormcast-demo \
   --description "Demonstration model trained on the synthetic atmosphere (stormcast data synth, tiny preset, 64x64, March-June, seed 0); it has never seen real weather."

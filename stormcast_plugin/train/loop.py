@@ -274,6 +274,7 @@ class Trainer:
         if found is None:
             return
         payload, path = found
+        self._check_same_network(payload, path)
         self.net.load_state_dict(payload["model"])
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.load_state_dict(payload["ema"])
@@ -283,6 +284,23 @@ class Trainer:
         self.history = [dict(h) for h in payload.get("history", [])]
         if self.dist.main:
             print(f"[{self.stage}] resumed from {path} (step {self.step})", flush=True)
+
+    def _check_same_network(self, payload: Mapping[str, Any], path: Path) -> None:
+        """A checkpoint of another architecture means the run directory holds another run."""
+        ours = self.net.config.to_dict()
+        saved = payload.get("net_config")
+        diffs = []
+        if saved is not None:
+            saved = SongUNetConfig.from_dict(saved).to_dict()
+            diffs = [f"{k}: {saved.get(k)!r} there, {ours.get(k)!r} here" for k in ours if saved.get(k) != ours.get(k)]
+        if self.stage == "regression" and bool(payload.get("residual", False)) != bool(self.net.residual):
+            diffs.append(f"residual: {bool(payload.get('residual', False))} there, {bool(self.net.residual)} here")
+        if diffs:
+            raise ValueError(
+                f"{path} holds a {self.stage} network unlike the one this configuration builds ("
+                + "; ".join(diffs) + f"). {self.ckpt_dir.parent.parent} belongs to another run: resume it "
+                "with its own config.yaml, or train in a new --run-dir"
+            )
 
     def _payload(self) -> dict[str, Any]:
         rng = torch.get_rng_state()

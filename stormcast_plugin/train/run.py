@@ -51,13 +51,14 @@ def run_training(config: Mapping[str, Any], run_dir: str | Path, *, stages: Sequ
     run_dir = Path(run_dir)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
     train, valid = make_datasets(config)
     summaries = []
     for stage in stages:
         if int(config[stage].get("steps", 0)) == 0:
             continue
         trainer = Trainer(config, run_dir, stage, train, valid, dist=dist, progress=progress, stop_after=stop_after)
+        if dist.main:  # written once the checkpoints there (if any) are known to belong to this config
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         summaries.append(trainer.run())
     if dist.world > 1:
         import torch

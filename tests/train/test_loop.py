@@ -62,6 +62,23 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_store, tmp_path):
     assert [r["step"] for r in logged if r["kind"] == "train"] == list(range(1, 13))
 
 
+def test_run_dir_of_another_network_is_refused_and_kept(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    cfg = _config(tiny_store, **{"regression.steps": 3, "training.checkpoint_every": 3})
+    run_training(cfg, run, stages=("regression",), progress=False)
+    before = (run / "config.yaml").read_text()
+    ckpts = sorted(p.name for p in (run / "regression" / "checkpoints").iterdir())
+    other = _config(tiny_store, **{"regression.steps": 6, "data.local_time": "true"})
+    with pytest.raises(ValueError, match=r"in_channels: 8 there, 10 here.*another run.*new --run-dir"):
+        run_training(other, run, stages=("regression",), progress=False)
+    assert (run / "config.yaml").read_text() == before
+    assert sorted(p.name for p in (run / "regression" / "checkpoints").iterdir()) == ckpts
+    # the same network with more steps resumes
+    longer = _config(tiny_store, **{"regression.steps": 6, "training.checkpoint_every": 3})
+    run_training(longer, run, stages=("regression",), progress=False)
+    assert _weights(run, "regression")["step"] == 6 and "steps: 6" in (run / "config.yaml").read_text()
+
+
 def test_checkpoints_rotate_and_corrupt_latest_falls_back(tiny_store, tmp_path):
     cfg = _config(tiny_store, **{"training.checkpoint_every": 2, "training.keep_checkpoints": 2})
     run_training(cfg, tmp_path / "run", stages=("regression",), progress=False)
