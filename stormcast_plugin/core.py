@@ -37,6 +37,15 @@ class SamplerOptions:
 
     With ``S_churn = 0`` the sampler is the deterministic second-order ODE
     solve and ``2 * num_steps - 1`` network evaluations are made.
+
+    ``noise_memory_h`` is not a sampler setting of the reference: when
+    positive, :class:`~stormcast_plugin.model.StormCast` correlates each
+    member's initial sampler noise from one hour to the next as an AR(1)
+    process with this e-folding time in hours (see
+    :func:`~stormcast_plugin.model.member_noise`). Every hour's noise is still
+    standard normal, so each step samples the same distribution, but a
+    member's residuals stay alike for several hours, as the errors of a
+    forecast do. 0 (the default) draws independent noise every hour.
     """
 
     num_steps: int = 18
@@ -47,8 +56,14 @@ class SamplerOptions:
     S_min: float = 0.0
     S_max: float = math.inf
     S_noise: float = 1.0
+    noise_memory_h: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_memory_h) and self.noise_memory_h >= 0):
+            raise ValueError(
+                f"noise_memory_h must be a finite number of hours >= 0, got {self.noise_memory_h!r}; "
+                "0 draws independent noise every hour"
+            )
         if int(self.num_steps) < 1:
             raise ValueError(f"num_steps must be at least 1, got {self.num_steps!r}")
         if not 0 < self.sigma_min < self.sigma_max:
@@ -163,6 +178,7 @@ class StormCastNets(nn.Module):
         regression_only: bool = False,
         autocast_dtype: torch.dtype | None = None,
         callback: Callable[[int, float, Tensor], None] | None = None,
+        initial_noise: Tensor | None = None,
     ) -> Tensor:
         """Advance the normalised state by one hour.
 
@@ -185,6 +201,10 @@ class StormCastNets(nn.Module):
             Run the networks under autocast in this dtype (``torch.bfloat16``).
         callback : callable, optional
             ``callback(i, sigma_i, x)`` after each sampler step.
+        initial_noise : Tensor, optional
+            ``[B, C_state, H, W]`` standard normal noise the sampler starts
+            from, instead of a draw from ``generators`` (which still give the
+            churn noise).
 
         Returns
         -------
@@ -211,7 +231,13 @@ class StormCastNets(nn.Module):
             with amp:
                 return self.diffusion(x.float(), sigma.float()[:1], condition)
 
-        noise = randn_per_sample(tuple(state.shape), generators, dtype=torch.float32, device=device)
+        if initial_noise is None:
+            noise = randn_per_sample(tuple(state.shape), generators, dtype=torch.float32, device=device)
+        elif tuple(initial_noise.shape) != tuple(state.shape):
+            raise ValueError(f"initial_noise has shape {tuple(initial_noise.shape)}; expected the state's "
+                             f"{tuple(state.shape)}")
+        else:
+            noise = initial_noise.to(device=device, dtype=torch.float32)
         sigmas = karras_sigmas(
             sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho, device=device
         )

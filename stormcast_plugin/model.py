@@ -15,6 +15,7 @@ depend on the batch it runs in.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
@@ -31,24 +32,81 @@ from .local_time import local_time_channels
 from .package import StormCastPackage, load_package
 from .variables import check_variables
 
-__all__ = ["StormCast", "member_seed"]
+__all__ = ["StormCast", "member_noise", "member_seed"]
 
 CoordSystem = "OrderedDict[str, np.ndarray]"
 _ONE_HOUR = np.timedelta64(1, "h")
 _SPATIAL = ("hrrr_y", "hrrr_x")
 
 
-def member_seed(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64) -> int:
+def member_seed(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64, stream: int = 0) -> int:
     """The noise seed of one member at one step.
 
     Derived from the forecast seed, the member's ensemble index, the initial
     time and the lead time, so it is the same whatever batch, rank or order
-    the member runs in.
+    the member runs in. ``stream`` > 0 gives further independent seeds for
+    the same step.
     """
     t = int(np.datetime64(time, "s").astype("int64"))
     lead = int(np.timedelta64(lead_time, "s").astype("int64"))
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(member), t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF, lead & 0xFFFFFFFF])
+    entropy = [int(seed) & 0xFFFFFFFF, int(member), t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF, lead & 0xFFFFFFFF]
+    if stream:
+        entropy.append(int(stream))
+    state = np.random.SeedSequence(entropy)
     return int(state.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+_NOISE_STREAM = 1  # member_seed stream of the innovations of the correlated sampler noise
+
+
+def member_noise(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64,
+                 shape: Sequence[int], memory_h: float) -> torch.Tensor:
+    r"""The initial sampler noise of one member at one step, correlated in time.
+
+    An AR(1) process over the hourly steps, :math:`n_0 = e_0`,
+    :math:`n_k = \rho\, n_{k-1} + \sqrt{1 - \rho^2}\, e_k` with
+    :math:`\rho = e^{-1/\tau}` (``tau = memory_h`` hours) and independent
+    standard normal innovations :math:`e_k` seeded by
+    ``member_seed(seed, member, time, k h, stream=1)``. It is summed directly,
+    :math:`n_k = \rho^k e_0 + \sqrt{1-\rho^2} \sum_{j<k} \rho^j e_{k-j}`,
+    over the last :math:`\lceil 3\tau \rceil` hours at most (weights
+    rescaled to unit variance), so a step needs no state from the previous
+    one and a member's noise does not depend on the batch it runs in. Every
+    :math:`n_k` is standard normal; neighbouring hours correlate by
+    :math:`\rho`.
+
+    Parameters
+    ----------
+    seed, member, time
+        As in :func:`member_seed`.
+    lead_time : numpy.timedelta64
+        Lead time of the step's input state (a whole number of hours).
+    shape : sequence of int
+        Shape of one member's state ``[C, H, W]``.
+    memory_h : float
+        E-folding time :math:`\tau` in hours (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 noise of ``shape`` (CPU).
+    """
+    if not memory_h > 0:
+        raise ValueError(f"memory_h must be > 0 hours, got {memory_h!r}")
+    hours = np.timedelta64(lead_time, "s") / _ONE_HOUR
+    if hours < 0 or hours != int(hours):
+        raise ValueError(f"lead_time {lead_time} is not a whole, non-negative number of hours")
+    k = int(hours)
+    rho = math.exp(-1.0 / memory_h)
+    span = min(k, math.ceil(3.0 * memory_h))
+    weights = np.array([math.sqrt(1.0 - rho * rho) * rho ** j if j < k else rho ** k for j in range(span + 1)])
+    weights /= np.sqrt(np.sum(weights ** 2))
+    out = torch.zeros(tuple(shape), dtype=torch.float64)
+    for j, w in enumerate(weights):
+        g = torch.Generator(device="cpu")
+        g.manual_seed(member_seed(seed, member, time, (k - j) * _ONE_HOUR, stream=_NOISE_STREAM))
+        out += float(w) * torch.randn(tuple(shape), generator=g, dtype=torch.float64)
+    return out.float()
 
 
 class StormCast(torch.nn.Module):
@@ -314,6 +372,11 @@ class StormCast(torch.nn.Module):
         cond = cond.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
         state = (x.reshape(b * t, c, h, w).to(self.device, torch.float32) - self.state_mean) / self.state_std
         gens = None if self.regression_only else self._generators(members, coords)
+        noise = None
+        if gens is not None and self.sampler.noise_memory_h > 0:
+            seed = self._base_seed()
+            noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), self.sampler.noise_memory_h)
+                                 for m in members for tt in np.asarray(coords["time"])]).to(self.device)
         inv = self.invariants
         if self.local_time:  # [T, 2, H, W] at the valid time of the input state
             clock = torch.from_numpy(local_time_channels(np.asarray(coords["time"]) + lead, self.lon))
@@ -327,6 +390,7 @@ class StormCast(torch.nn.Module):
             generators=gens,
             regression_only=self.regression_only,
             autocast_dtype=self.autocast_dtype,
+            initial_noise=noise,
         )
         out = (nxt * self.state_std + self.state_mean).reshape(b, t, 1, c, h, w).to(x.dtype)
         return out, out_coords

@@ -1055,6 +1055,8 @@ def _model_card(pkg: StormCastPackage) -> str:
         if bool(torch.any(pkg.regression.tendency_scale != 1)):
             regression_form += ", with s per channel: " + ", ".join(
                 f"{v} {float(r):.3g}" for v, r in zip(pkg.state_variables, pkg.regression.tendency_scale))
+    memory = (f"\nEach member's initial noise is correlated from hour to hour (AR(1), e-folding time "
+              f"{s.noise_memory_h:g} h)." if s.noise_memory_h > 0 else "")
     local_time = ("\n- Local time (2): `cos_local_time`, `sin_local_time` of the input time, after the invariants"
                   if pkg.local_time else "")
     return f"""# {info.get('name', 'stormcast')}
@@ -1086,7 +1088,7 @@ This folder is a `stormcast_plugin` export (format {FORMAT_NAME} v{FORMAT_VERSIO
 ## Sampler
 
 EDM stochastic Heun: num_steps={s.num_steps}, sigma_min={s.sigma_min:g}, sigma_max={s.sigma_max:g},
-rho={s.rho:g}, S_churn={s.S_churn:g}, S_min={s.S_min:g}, S_max={s.S_max:g}, S_noise={s.S_noise:g}.
+rho={s.rho:g}, S_churn={s.S_churn:g}, S_min={s.S_min:g}, S_max={s.S_max:g}, S_noise={s.S_noise:g}.{memory}
 
 ## Usage
 
@@ -1151,6 +1153,11 @@ def write_official_layout(
             "the package's networks take local-time input channels, which the official layout cannot "
             "describe (its readers would feed them the wrong channels); use save_package"
         )
+    if pkg.sampler.noise_memory_h > 0:
+        raise ValueError(
+            f"the package's sampler has noise_memory_h = {pkg.sampler.noise_memory_h:g} h, which the official "
+            "layout cannot record; set it to 0 (sampler.noise_memory_h) or use save_package"
+        )
     if mdlus_format not in ("zip", "tar"):
         raise ValueError(f"mdlus_format {mdlus_format!r} must be 'zip' or 'tar'")
     target = _AtomicDir(out_dir, overwrite)
@@ -1161,7 +1168,7 @@ def write_official_layout(
         config = {
             "package_info": {k: str(pkg.info.get(k, "")) for k in ("name", "description", "license")},
             "data": {"invariants": list(pkg.invariant_names)},
-            "sampler_args": {k: v for k, v in pkg.sampler.to_dict().items()},
+            "sampler_args": {k: v for k, v in pkg.sampler.to_dict().items() if k in _SAMPLER_KEYS},
         }
         (tmp / "model.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         _write_metadata_zip(pkg, tmp / "metadata.zarr.zip", tmp)

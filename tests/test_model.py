@@ -233,3 +233,59 @@ def test_default_package_is_the_pinned_official_repo_and_loads_from_an_offline_c
     model = StormCast.load_model(default, conditioning_data_source=DemoConditioningSource(package))
     assert model.package_info["layout"] == "official"
     assert list(model.variables) == list(package.state_variables)
+
+
+def test_member_noise_is_a_unit_ar1_process_in_the_lead_time():
+    from stormcast_plugin.model import member_noise, member_seed
+
+    tau, shape = 3.0, (2, 100, 100)
+    rho = np.exp(-1 / tau)
+    leads = [np.timedelta64(k, "h") for k in range(12)]  # past the 3 tau = 9 h window
+    n = torch.stack([member_noise(5, 2, T0, lead, shape, tau) for lead in leads]).reshape(12, -1).double()
+    # hour 0 is the first innovation itself
+    g = torch.Generator().manual_seed(member_seed(5, 2, T0, leads[0], stream=1))
+    torch.testing.assert_close(n[0].float(), torch.randn(shape, generator=g, dtype=torch.float64).float().reshape(-1))
+    np.testing.assert_allclose(n.var(dim=1).numpy(), 1.0, atol=0.04)
+    lag1 = (n[1:] * n[:-1]).mean(dim=1).numpy()
+    lag2 = (n[2:] * n[:-2]).mean(dim=1).numpy()
+    np.testing.assert_allclose(lag1[:9], rho, atol=0.03)
+    np.testing.assert_allclose(lag2[:8], rho ** 2, atol=0.03)
+    assert lag1[9:].min() > rho - 0.06  # the truncated sums keep nearly the same memory
+    # reproducible, and other members / initial times are independent
+    torch.testing.assert_close(member_noise(5, 2, T0, leads[3], shape, tau).reshape(-1).double(), n[3])
+    other = member_noise(5, 3, T0, leads[3], shape, tau).reshape(-1).double()
+    assert abs(float((other * n[3]).mean())) < 0.02
+    with pytest.raises(ValueError, match="memory_h"):
+        member_noise(5, 2, T0, leads[1], shape, 0.0)
+    with pytest.raises(ValueError, match="whole, non-negative number of hours"):
+        member_noise(5, 2, T0, np.timedelta64(90, "m"), shape, tau)
+
+
+def test_noise_memory_feeds_each_member_its_correlated_noise(package, initial, monkeypatch):
+    import stormcast_plugin.model as model_module
+    from stormcast_plugin.core import SamplerOptions
+
+    calls = []
+    real = model_module.member_noise
+
+    def spy(seed, member, time, lead, shape, memory_h):
+        calls.append((seed, member, np.datetime64(time, "h"), lead, tuple(shape), memory_h))
+        return real(seed, member, time, lead, shape, memory_h)
+
+    monkeypatch.setattr(model_module, "member_noise", spy)
+    x, coords = initial
+    xe, ce = _with_ensemble(x, coords, 2)
+    plain = StormCast(package, DemoConditioningSource(package), seed=7, sampler_steps=2)
+    base, _ = plain(xe, ce)
+    assert calls == []
+    package.sampler = SamplerOptions.from_dict({**package.sampler.to_dict(), "noise_memory_h": 6})
+    try:
+        memory = StormCast(package, DemoConditioningSource(package), seed=7, sampler_steps=2)
+        first, _ = memory(xe, ce)
+    finally:
+        package.sampler = SamplerOptions.from_dict({**package.sampler.to_dict(), "noise_memory_h": 0})
+    c, h, w = x.shape[-3:]
+    assert calls == [(7, m, np.datetime64(T0, "h"), np.timedelta64(0, "h"), (c, h, w), 6.0) for m in (0, 1)]
+    assert float((first - base).abs().max()) > 1e-4  # other noise, other members
+    with pytest.raises(ValueError, match="noise_memory_h"):
+        SamplerOptions(noise_memory_h=-1.0)

@@ -168,6 +168,24 @@ def test_own_layout_without_diffusion(pkg, tmp_path):
         write_official_layout(reg_only, tmp_path / "official")
 
 
+def test_noise_memory_round_trips_and_is_refused_by_the_official_layout(pkg, tmp_path):
+    from stormcast_plugin.core import SamplerOptions
+
+    mem = dataclasses.replace(pkg, sampler=SamplerOptions.from_dict({**pkg.sampler.to_dict(), "noise_memory_h": 6}))
+    back = load_package(save_package(mem, tmp_path / "own"))
+    assert back.sampler.noise_memory_h == 6.0
+    assert "e-folding time 6 h" in (tmp_path / "own" / "README.md").read_text()
+    with pytest.raises(ValueError, match=r"noise_memory_h = 6 h.*set it to 0.*save_package"):
+        write_official_layout(mem, tmp_path / "official")
+    assert not (tmp_path / "official").exists()
+    # without it, the official model.yaml lists only the reference's sampler arguments
+    import yaml
+
+    folder = write_official_layout(pkg, tmp_path / "plain")
+    args = yaml.safe_load((folder / "model.yaml").read_text())["sampler_args"]
+    assert "noise_memory_h" not in args and args["num_steps"] == pkg.sampler.num_steps
+
+
 def test_checksum_tamper_names_the_file(own_dir, tmp_path):
     copy = shutil.copytree(own_dir, tmp_path / "copy")
     data = bytearray((copy / "data.safetensors").read_bytes())

@@ -51,9 +51,10 @@ SCHEMA: dict[str, dict[str, str]] = {
         "P_mean": "float", "P_std": "float+",
     },
     "regression": {"steps": "int0"},
-    "diffusion": {"steps": "int0"},
+    "diffusion": {"steps": "int0", "calibrate_spread": "int0"},
     "sampler": {"num_steps": "int+", "sigma_min": "float+", "sigma_max": "float+", "rho": "float+",
-                "S_churn": "float0", "S_min": "float0", "S_max": "float+", "S_noise": "float+"},
+                "S_churn": "float0", "S_min": "float0", "S_max": "float+", "S_noise": "float+",
+                "noise_memory_h": "float0"},
     "logging": {"tensorboard": "bool", "wandb": "bool", "wandb_project": "str", "panels": "bool"},
 }
 _STAGE_TRAINING_KEYS = set(SCHEMA["training"])  # a stage may override training keys

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -203,6 +204,7 @@ class Trainer:
         self.order = _Order(t["seed"], len(train_set))
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.spread_calibration: list[float] | None = None
         self._writer = None
         self._wandb = None
         self._resume()
@@ -268,6 +270,55 @@ class Trainer:
         rms = self.channel_rms(residual, "x(t+1) - regression", samples)
         return rms / float(self.net.sigma_data)
 
+    def calibrate_spread(self, samples: int) -> torch.Tensor:
+        """Match the RMS of sampled residuals to that of the true ones, per channel.
+
+        On up to ``samples`` samples spread over the validation set (the
+        training set when there is none), one step is sampled from each state
+        (the configured sampler, seeded from ``training.seed``) and compared
+        with the true next state: the factor
+        ``RMS(x_{t+1} - r) / RMS(sampled - r)`` (``r`` the regression mean,
+        clamped to [0.25, 4]) is kept in the checkpoint and multiplies the
+        denoiser's ``residual_scale`` when the network is loaded for use
+        (:func:`load_stage_network`, export), so the one-hour ensemble spread
+        has the size of the one-hour residual. Training itself is unchanged.
+        Returns the factors.
+        """
+        data = self.valid_set if self.valid_set is not None else self.train_set
+        n = min(int(samples), len(data))
+        indices = np.unique(np.linspace(0, len(data) - 1, n).round().astype(int)).tolist()
+        net = self.ema if self.ema is not None else self.net
+        was_training = net.training
+        net.eval()
+        nets = StormCastNets(self.regression, net)
+        keys = {f.name for f in dataclasses.fields(SamplerOptions)}
+        sampler = SamplerOptions.from_dict({k: v for k, v in self.config["sampler"].items() if k in keys})
+        true_sq = sampled_sq = None
+        m = self.t["micro_batch"]
+        with torch.no_grad():
+            for i in range(0, len(indices), m):
+                b = self._collate(indices[i:i + m], data)
+                gens = sample_generators(self.t["seed"] + 7919, 0, indices[i:i + m])
+                with self._autocast():
+                    mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
+                nxt = nets.step(b["state"], b["conditioning"], b["invariants"], sampler=sampler, generators=gens,
+                                autocast_dtype=self._autocast_dtype())
+                t_sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
+                s_sq = ((nxt - mean) ** 2).sum(dim=(0, 2, 3)).double()
+                true_sq = t_sq if true_sq is None else true_sq + t_sq
+                sampled_sq = s_sq if sampled_sq is None else sampled_sq + s_sq
+        net.train(was_training)
+        factor = torch.clamp((true_sq / sampled_sq.clamp(min=1e-30)).sqrt().float().cpu(), 0.25, 4.0)
+        self.spread_calibration = factor.tolist()
+        if self.dist.main:
+            names = getattr(data, "state_variables", [str(k) for k in range(len(factor))])
+            shown = ", ".join(f"{v} {f:.3g}" for v, f in zip(names, self.spread_calibration))
+            print(f"[{self.stage}] spread calibration on {len(indices)} samples, residual scale x {shown}",
+                  flush=True)
+            self._log({"step": self.step, **{f"spread_factor/{v}": f for v, f in
+                                               zip(names, self.spread_calibration)}}, "calibration")
+        return factor
+
     # ---------------------------------------------------------------- state
     def _resume(self) -> None:
         found = latest_checkpoint(self.ckpt_dir)
@@ -282,6 +333,7 @@ class Trainer:
         torch.set_rng_state(payload["rng"][self.dist.rank] if isinstance(payload["rng"], list) else payload["rng"])
         self.step = int(payload["step"])
         self.history = [dict(h) for h in payload.get("history", [])]
+        self.spread_calibration = payload.get("spread_calibration")
         if self.dist.main:
             print(f"[{self.stage}] resumed from {path} (step {self.step})", flush=True)
 
@@ -321,6 +373,7 @@ class Trainer:
             "net_config": self.net.config.to_dict(),
             "residual": bool(getattr(self.net, "residual", False)),
             "sigma_data": float(getattr(self.net, "sigma_data", 0.5)),
+            "spread_calibration": self.spread_calibration,
         }
 
     def save(self) -> Path | None:
@@ -335,8 +388,8 @@ class Trainer:
         start = a * m * w + r * m
         return list(range(start, start + m))
 
-    def _collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        items = [self.train_set[i] for i in indices]
+    def _collate(self, indices: list[int], dataset: Any = None) -> dict[str, torch.Tensor]:
+        items = [(self.train_set if dataset is None else dataset)[i] for i in indices]
         return {k: torch.stack([it[k] for it in items]).to(self.dist.device)
                 for k in ("state", "next_state", "conditioning", "invariants")}
 
@@ -349,11 +402,14 @@ class Trainer:
             yield pos, self._collate([self.order(base + j) for j in pos])
 
     # ---------------------------------------------------------------- loss
+    def _autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.t["precision"]]
+
     def _autocast(self) -> Any:
-        p = self.t["precision"]
-        if p == "fp32":
+        dtype = self._autocast_dtype()
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+        return torch.autocast(self.dist.device.type, dtype=dtype)
 
     def loss(self, batch: Mapping[str, torch.Tensor], gens: list[torch.Generator],
              model: torch.nn.Module | None = None) -> torch.Tensor:
@@ -485,6 +541,8 @@ class Trainer:
                    desc=self.stage, unit="step")
         done = 0
         last_valid: dict[str, float] = {}
+        if self.step < steps:
+            self.spread_calibration = None  # measured again once the new steps are done
         while self.step < steps:
             t0 = time.perf_counter()
             record = self.train_step()
@@ -502,9 +560,14 @@ class Trainer:
             if self.stop_after is not None and done >= self.stop_after:
                 break
         bar.close()
+        if (self.stage == "diffusion" and self.step >= steps and int(self.t.get("calibrate_spread") or 0) > 0
+                and self.spread_calibration is None):
+            self.calibrate_spread(int(self.t["calibrate_spread"]))
+            self.save()
         if self._writer is not None:
             self._writer.flush()
-        return {"stage": self.stage, "step": self.step, "history": self.history, "valid": last_valid}
+        return {"stage": self.stage, "step": self.step, "history": self.history, "valid": last_valid,
+                "spread_calibration": self.spread_calibration}
 
 
 def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.nn.Module:
@@ -522,4 +585,6 @@ def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.
         net = EDMPrecond(cfg, payload.get("sigma_data", 0.5))
     weights = payload["ema"] if (ema and payload.get("ema") is not None) else payload["model"]
     net.load_state_dict(weights)
+    if stage == "diffusion" and payload.get("spread_calibration") is not None:
+        net.set_residual_scale(net.residual_scale * torch.as_tensor(payload["spread_calibration"]))
     return net.eval()

@@ -122,7 +122,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         "training": {"dataset": str(d["store"]), "stages": history, "seed": config["training"]["seed"],
                      "model": config["model"]},
     }
-    sampler_keys = {"num_steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise"}
+    sampler_keys = {"num_steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise",
+                    "noise_memory_h"}
     pkg = StormCastPackage(
         regression=regression,
         diffusion=diffusion,

@@ -49,6 +49,8 @@ def test_stage_overrides_training_keys(tmp_path):
         ("data.train={start: yesterday}", r"data.train.start = 'yesterday' is invalid"),
         ("training.lr", r"must look like section.key=value"),
         ("model.residual_scaling=std", r"model.residual_scaling = 'std' is invalid: expected one of"),
+        ("sampler.noise_memory_h=-2", r"sampler.noise_memory_h = -2(\.0)? is invalid"),
+        ("data.local_time=maybe", r"data.local_time = 'maybe' is invalid"),
     ],
 )
 def test_bad_values_are_named(override, match):

@@ -166,6 +166,43 @@ def test_local_time_inputs_train_export_and_forecast(tiny_store, tmp_path):
         _config(tiny_store, **{"data.local_time": "sometimes"})
 
 
+def test_spread_calibration_matches_sampled_and_true_residual_rms(tiny_store, tmp_path):
+    from stormcast_plugin.core import SamplerOptions, StormCastNets
+    from stormcast_plugin.train.loop import load_stage_network, sample_generators
+    from stormcast_plugin.train.run import make_datasets
+
+    cfg = _config(tiny_store, **{"diffusion.calibrate_spread": 6, "regression.steps": 4, "diffusion.steps": 3,
+                                 "training.checkpoint_every": 3, "data.valid": "{start: 2024-05-02T06, end: null}",
+                                 "data.train": "{start: null, end: 2024-05-02T06}"})
+    summaries = run_training(cfg, tmp_path / "run", progress=False)
+    factor = torch.tensor(summaries[-1]["spread_calibration"])
+    assert factor.shape == (4,) and torch.isfinite(factor).all()
+    assert _weights(tmp_path / "run", "diffusion")["spread_calibration"] == factor.tolist()
+    raw = load_stage_network(tmp_path / "run", "diffusion", ema=True)
+    logged = [json.loads(x) for x in (tmp_path / "run" / "diffusion" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "calibration" for r in logged)
+    # The calibrated net's one-hour samples have the RMS of the true residual, channel by channel.
+    _, valid = make_datasets(cfg)
+    idx = np.unique(np.linspace(0, len(valid) - 1, 6).round().astype(int)).tolist()
+    batch = {k: torch.stack([valid[i][k] for i in idx]) for k in ("state", "next_state", "conditioning", "invariants")}
+    nets = StormCastNets(load_stage_network(tmp_path / "run", "regression"), raw)
+    with torch.no_grad():
+        mean = nets.regression(torch.cat([batch["state"], batch["conditioning"], batch["invariants"]], 1))
+        out = nets.step(batch["state"], batch["conditioning"], batch["invariants"], sampler=SamplerOptions(num_steps=4),
+                        generators=sample_generators(cfg["training"]["seed"] + 7919, 0, idx))
+    rms_true = (batch["next_state"] - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
+    rms_sampled = (out - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
+    free = (factor > 0.25) & (factor < 4.0)
+    assert free.any()
+    torch.testing.assert_close(rms_sampled[free], rms_true[free], rtol=1e-4, atol=1e-6)
+    # more steps: the factors are measured again at the new end
+    more = _config(tiny_store, **{"diffusion.calibrate_spread": 6, "regression.steps": 4, "diffusion.steps": 6,
+                                  "training.checkpoint_every": 3, "data.valid": "{start: 2024-05-02T06, end: null}",
+                                  "data.train": "{start: null, end: 2024-05-02T06}"})
+    again = run_training(more, tmp_path / "run", stages=("diffusion",), progress=False)[-1]
+    assert again["step"] == 6 and again["spread_calibration"] != factor.tolist()
+
+
 def test_push_to_hub_uses_the_api_without_network(tmp_path):
     calls = []
 
