@@ -73,7 +73,8 @@ def member_noise(seed: int, member: int, time: np.datetime64, lead_time: np.time
     rescaled to unit variance), so a step needs no state from the previous
     one and a member's noise does not depend on the batch it runs in. Every
     :math:`n_k` is standard normal; neighbouring hours correlate by
-    :math:`\rho`.
+    :math:`\rho`. A call draws up to :math:`\lceil 3\tau \rceil + 1`
+    fields of ``shape`` on the CPU.
 
     Parameters
     ----------
