@@ -221,7 +221,7 @@ class SongUNet(nn.Module):
         for key in [k for k in state_dict if k.startswith(prefix + "map_")]:
             del state_dict[key]
 
-    def embedding(self, noise_labels: Tensor, batch: int, dtype: torch.dtype) -> Tensor:
+    def embedding(self, noise_labels: Tensor, dtype: torch.dtype) -> Tensor:
         """Conditioning vector for the noise labels: ``[B, emb_channels]``, or
         ``[1, emb_channels]`` when one vector serves the whole batch (the zero
         embedding, or a single noise label); the blocks then fold it into a
@@ -254,7 +254,7 @@ class SongUNet(nn.Module):
             if c.embedding_type != "zero":
                 raise ValueError("this network is conditioned on the noise level: pass noise_labels")
             noise_labels = torch.zeros(x.shape[0], device=x.device)
-        emb = self.embedding(noise_labels, x.shape[0], x.dtype)
+        emb = self.embedding(noise_labels, x.dtype)
 
         skips = []
         for name, blk in self.enc.items():

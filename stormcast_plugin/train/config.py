@@ -248,3 +248,11 @@ def stage_training(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
     out.update({k: v for k, v in config[stage].items() if k != "steps"})
     out["steps"] = int(config[stage].get("steps", 0))
     return out
+
+
+def sampler_options(config: Mapping[str, Any]) -> Any:
+    """The config's ``sampler`` section as :class:`~stormcast_plugin.core.SamplerOptions`
+    (a validated section holds only its fields)."""
+    from ..core import SamplerOptions
+
+    return SamplerOptions.from_dict(config["sampler"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -28,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import SamplerOptions, StormCastNets
+from ..core import StormCastNets
 from ..diffusion.losses import edm_loss_weight
 from ..nn import EDMPrecond, RegressionNet, SongUNetConfig
 from .checkpoint import latest_checkpoint, save_checkpoint
-from .config import stage_training
+from .config import sampler_options, stage_training
 
 __all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "sample_generators"]
 
@@ -291,8 +290,7 @@ class Trainer:
         was_training = net.training
         net.eval()
         nets = StormCastNets(self.regression, net)
-        keys = {f.name for f in dataclasses.fields(SamplerOptions)}
-        sampler = SamplerOptions.from_dict({k: v for k, v in self.config["sampler"].items() if k in keys})
+        sampler = sampler_options(self.config)
         true_sq = sampled_sq = None
         m = self.t["micro_batch"]
         with torch.no_grad():

@@ -82,10 +82,9 @@ def _plain(obj: Any) -> Any:
 def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False, use_ema: bool = True,
                name: str | None = None, description: str | None = None) -> Path:
     """Write the run's model package (read by ``StormCast.load_model``)."""
-    from ..core import SamplerOptions
     from ..data.store import DatasetStore
     from ..package import StormCastPackage, save_package
-    from .config import load_config
+    from .config import load_config, sampler_options
     from .loop import load_stage_network
 
     run_dir = Path(run_dir)
@@ -122,8 +121,6 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         "training": {"dataset": str(d["store"]), "stages": history, "seed": config["training"]["seed"],
                      "model": config["model"]},
     }
-    sampler_keys = {"num_steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise",
-                    "noise_memory_h"}
     pkg = StormCastPackage(
         regression=regression,
         diffusion=diffusion,
@@ -136,7 +133,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         conditioning_std=np.asarray(stats["conditioning_std"][ci], np.float32),
         invariants=_network_invariants(store.read_invariants(inv_names), bool(d.get("normalize_invariants", True))),
         grid=store.grid,
-        sampler=SamplerOptions.from_dict({k: v for k, v in config["sampler"].items() if k in sampler_keys}),
+        sampler=sampler_options(config),
         info={**info, "layout": "stormcast-plugin"},
         local_time=bool(d.get("local_time", False)),
     )
