@@ -4,8 +4,13 @@ For several initial times of a held-out store (another synthetic seed), run an
 ensemble forecast and compare, per variable and lead time, the RMSE of the
 ensemble mean with persistence, and the spread/skill ratio.
 
+    stormcast data synth --out /tmp/heldout.zarr --start 2024-04-22T00 --hours 40 \
+        --grid 64x64 --preset tiny --seed 1 --terrain-seed 0
     python benchmarks/demo_skill.py --package stormcast_plugin/assets/demo \
         --store /tmp/heldout.zarr --members 4 --hours 6 --inits 6
+
+The held-out store must cover the package's domain (its orography: keep the
+training seed as ``--terrain-seed``); the networks see the package's invariants.
 
 Prints a markdown table and writes JSON with --json.
 """
@@ -35,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--sampler", action="append", default=[], metavar="KEY=VALUE",
                    help="override a sampler option of the package, e.g. --sampler S_churn=10 (repeatable)")
     p.add_argument("--regression-only", action="store_true", help="score the regression mean alone")
+    p.add_argument("--other-terrain", action="store_true",
+                   help="score even if the store's invariants (orography) are not the package's")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
@@ -63,6 +70,19 @@ def main(argv=None) -> int:
             opts[key.strip()] = value.strip()
         pkg.sampler = SamplerOptions.from_dict(opts)
     store = DatasetStore.open(args.store)
+    if not args.other_terrain:
+        from stormcast_plugin.data.dataset import normalize_invariants
+
+        seen = normalize_invariants(store.read_invariants(pkg.invariant_names))
+        gap = np.abs(seen - pkg.invariants).max(axis=(1, 2))
+        if gap.max() > 1e-3:
+            far = ", ".join(f"{n} {g:.3g}" for n, g in zip(pkg.invariant_names, gap))
+            raise SystemExit(
+                f"the invariants of {args.store} differ from the package's (largest gap, normalised units: {far}): "
+                "the store covers another terrain, which the model never sees. Make held-out data on the "
+                "training domain (stormcast data synth --seed OTHER --terrain-seed TRAINING_SEED) or pass "
+                "--other-terrain to score anyway"
+            )
     model = StormCast(pkg, StoreConditioningSource(store), seed=args.seed, sampler_steps=args.sampler_steps,
                       regression_only=args.regression_only)
     state_src = StoreStateSource(store)

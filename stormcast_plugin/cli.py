@@ -97,6 +97,9 @@ def _add_data_commands(sub) -> None:
     s.add_argument("--grid", default="64x64", help="grid size HxW (default %(default)s)")
     s.add_argument("--preset", default="small", help="variable preset: tiny, small, full (default %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    s.add_argument("--terrain-seed", type=int, default=None,
+                   help="seed of the orography and land alone (default: --seed); keep it fixed and vary --seed "
+                        "for other weather over the same domain, e.g. a held-out period")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from .data.prepare import add_prepare_arguments
@@ -236,7 +239,8 @@ def _data(args: argparse.Namespace) -> int:
         from .data.synth import parse_grid, synthesize
 
         store = synthesize(args.out, args.start, args.hours, grid=parse_grid(args.grid), preset=args.preset,
-                           seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+                           seed=args.seed, terrain_seed=args.terrain_seed, overwrite=args.overwrite,
+                           progress=not args.no_progress)
         print(f"wrote {store}", file=sys.stderr)
         return 0
     if args.data_command == "prepare":

@@ -6,8 +6,8 @@ conditioning variables, a 64 x 64 crop of the HRRR grid in the central US)
 **trained on the synthetic atmosphere** of :mod:`stormcast_plugin.data.synth`
 (see the README for the command that reproduces it). It demonstrates the
 pipeline end to end; it has never seen real weather. Its default case is a
-synthetic atmosphere with a seed it was not trained on
-(:func:`demo_sources`).
+synthetic atmosphere with weather of a seed it was not trained on, over the
+orography it was trained on (:func:`demo_sources`).
 
 :class:`DemoStateSource` and :class:`DemoConditioningSource` are simpler
 smooth synthetic sources for any package (used by tests), and
@@ -30,7 +30,8 @@ DEMO_DESCRIPTION = (
     "pipeline end to end; its output is NOT a weather forecast."
 )
 DEMO_PACKAGE_DIR = Path(__file__).resolve().parent / "assets" / "demo"
-DEMO_TRUTH_SEED = 101  # the synthetic case of the default forecast: not a training seed
+DEMO_TRUTH_SEED = 101  # the weather of the default forecast's synthetic case: not a training seed
+DEMO_TERRAIN_SEED = 0  # the demo model's domain: the orography of its training data (seed 0)
 
 
 def demo_grid():
@@ -58,19 +59,21 @@ def demo_package():
     return random_demo_package()
 
 
-def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_TRUTH_SEED):
+def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_TRUTH_SEED,
+                 terrain_seed: int = DEMO_TERRAIN_SEED):
     """State and conditioning sources for a demo forecast from ``start``.
 
-    Generates the synthetic atmosphere (seed ``seed``) on the demo grid over
-    ``[start - 1 h, start + hours]`` into ``workdir`` and returns
-    ``(state_source, conditioning_source, store)``.
+    Generates the synthetic atmosphere (weather of seed ``seed`` over the
+    orography of ``terrain_seed``, by default the demo model's own domain) on
+    the demo grid over ``[start - 1 h, start + hours]`` into ``workdir`` and
+    returns ``(state_source, conditioning_source, store)``.
     """
     from .data.sources import StoreConditioningSource, StoreStateSource
     from .data.synth import synthesize
 
     first = np.datetime64(start, "h") - np.timedelta64(1, "h")
     store = synthesize(Path(workdir) / "demo_case.zarr", first, int(hours) + 2, grid=demo_grid(), preset="tiny",
-                       seed=seed, overwrite=True, progress=False)
+                       seed=seed, terrain_seed=terrain_seed, overwrite=True, progress=False)
     return StoreStateSource(store), StoreConditioningSource(store), store
 
 

@@ -466,6 +466,12 @@ class SynthConfig:
         Seed of the convective cells alone (births, attributes); by default
         ``seed``. Varying it with a fixed ``seed`` gives an ensemble of cell
         realisations in the same large-scale weather.
+    terrain_seed : int, optional
+        Seed of the static fields alone (orography and land, the same as
+        ``seed = terrain_seed`` would give); by default ``seed``. Varying
+        ``seed`` with a fixed ``terrain_seed`` gives other weather over the same
+        domain, as other years of a real one do: a held-out period for a
+        model trained on that domain.
     birth_rate : float
         Expected cell births per 10^4 km² per hour where the instability is
         well above ``instability_threshold_k``.
@@ -516,6 +522,7 @@ class SynthConfig:
     conditioning_variables: Sequence[str] | None = None
     seed: int = 0
     cell_seed: int | None = None
+    terrain_seed: int | None = None
     birth_rate: float = 0.35
     instability_threshold_k: float = -1.0
     instability_width_k: float = 3.0
@@ -554,11 +561,12 @@ class SynthConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed {self.seed!r} must be a non-negative integer")
         self.seed = int(self.seed)
-        if self.cell_seed is not None:
-            if (isinstance(self.cell_seed, bool) or not isinstance(self.cell_seed, (int, np.integer))
-                    or self.cell_seed < 0):
-                raise ValueError(f"cell_seed {self.cell_seed!r} must be a non-negative integer or None")
-            self.cell_seed = int(self.cell_seed)
+        for name in ("cell_seed", "terrain_seed"):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise ValueError(f"{name} {v!r} must be a non-negative integer or None")
+                setattr(self, name, int(v))
 
         def positive(name: str, allow_zero: bool = False) -> None:
             v = getattr(self, name)
@@ -789,11 +797,11 @@ class SyntheticAtmosphere:
         if cfg.cell_seed is not None:
             self._cell_seq = np.random.SeedSequence(cfg.cell_seed).spawn(2)[1]
         rng = np.random.default_rng(static_seq)
-        self._psi = _Modes(rng, 10, (800.0, 6000.0), rms=6.0, slope=0.5, depth=0.4, velocity=True)
-        self._tanom = _Modes(rng, 12, (250.0, 2000.0), rms=2.5, slope=0.5, depth=0.5)
-        self._moist = _Modes(rng, 12, (250.0, 2000.0), rms=1.0, slope=0.5, depth=0.5)
-        self._landf = _Modes(rng, 12, (150.0, 2500.0), rms=1.0, slope=0.7)
-        self._ridge = _Modes(rng, 12, (100.0, 800.0), rms=1.0, slope=0.5)
+        self._psi, self._tanom, self._moist, self._landf, self._ridge = self._large_scale_modes(rng)
+        if cfg.terrain_seed is not None and cfg.terrain_seed != cfg.seed:
+            # The land and ridge patterns that seed ``terrain_seed`` draws, with this seed's weather.
+            terrain_rng = np.random.default_rng(np.random.SeedSequence(cfg.terrain_seed).spawn(2)[0])
+            self._landf, self._ridge = self._large_scale_modes(terrain_rng)[3:]
         # Mesoscale (60-400 km) wind and temperature perturbations: in the state, not the conditioning.
         self._meso_psi = _Modes(rng, 16, (60.0, 400.0), rms=1.5, slope=0.3, depth=0.8, periods_h=(8.0, 30.0),
                                 velocity=True)
@@ -845,6 +853,15 @@ class SyntheticAtmosphere:
                                     if m and m.group(1) in "uv"})
         self._reset_cells()
         self._state_cache: tuple[int, np.ndarray] | None = None
+
+    @staticmethod
+    def _large_scale_modes(rng: np.random.Generator) -> tuple["_Modes", ...]:
+        """Stream function, temperature and moisture anomalies, land and ridge patterns."""
+        return (_Modes(rng, 10, (800.0, 6000.0), rms=6.0, slope=0.5, depth=0.4, velocity=True),
+                _Modes(rng, 12, (250.0, 2000.0), rms=2.5, slope=0.5, depth=0.5),
+                _Modes(rng, 12, (250.0, 2000.0), rms=1.0, slope=0.5, depth=0.5),
+                _Modes(rng, 12, (150.0, 2500.0), rms=1.0, slope=0.7),
+                _Modes(rng, 12, (100.0, 800.0), rms=1.0, slope=0.5))
 
     # -- static fields -------------------------------------------------------
 

@@ -208,6 +208,30 @@ def test_cell_seed_gives_an_ensemble_in_the_same_weather():
     assert np.abs(sa[u20] - sb[u20]).max() < 0.1
 
 
+def test_terrain_seed_keeps_the_domain_and_changes_the_weather():
+    cfg = dict(grid=(32, 32), preset="tiny")
+    home = SyntheticAtmosphere(SynthConfig(seed=0, **cfg))
+    other = SyntheticAtmosphere(SynthConfig(seed=1, **cfg))
+    held_out = SyntheticAtmosphere(SynthConfig(seed=1, terrain_seed=0, **cfg))
+    orog = list(home.invariant_names).index("orography")
+    # seed 1 alone has its own mountains; with terrain_seed 0 it has seed 0's, exactly.
+    assert np.abs(other.invariants()[orog] - home.invariants()[orog]).max() > 50.0
+    np.testing.assert_array_equal(held_out.invariants(), home.invariants())
+    # The weather is seed 1's: its large-scale flow (conditioning msl and
+    # 10 m wind, which the terrain barely touches) is that of seed 1, hundreds
+    # of Pa and metres per second away from seed 0's.
+    names = list(other.conditioning_variables)
+    msl, v10 = names.index("msl"), names.index("v10m")
+    c_held, c_other, c_home = held_out.conditioning(3), other.conditioning(3), home.conditioning(3)
+    assert np.abs(c_held[msl] - c_other[msl]).max() < 10.0 < 100.0 < np.abs(c_held[msl] - c_home[msl]).max()
+    assert np.abs(c_held[v10] - c_other[v10]).max() < 0.1 < 1.0 < np.abs(c_held[v10] - c_home[v10]).max()
+    # terrain_seed equal to seed (or None) is the default world.
+    np.testing.assert_array_equal(SyntheticAtmosphere(SynthConfig(seed=0, terrain_seed=0, **cfg)).state(2),
+                                  home.state(2))
+    with pytest.raises(ValueError, match="terrain_seed -2 must be a non-negative integer"):
+        SynthConfig(terrain_seed=-2)
+
+
 # ---------------------------------------------------------------------------
 # Diurnal cycle, cells, cold pools, outflow
 # ---------------------------------------------------------------------------
