@@ -30,7 +30,7 @@ from ..local_time import LOCAL_TIME_CHANNELS, local_time_channels
 from .sources import as_times
 from .store import DatasetStore, StoreError
 
-__all__ = ["StormCastDataset", "normalize_invariants"]
+__all__ = ["MultiStoreDataset", "StormCastDataset", "normalize_invariants", "pooled_statistics"]
 
 _EPOCH = np.datetime64("1970-01-01T00", "ns")
 _HOUR = np.timedelta64(1, "h")
@@ -494,3 +494,74 @@ class StormCastDataset(torch.utils.data.Dataset):
                 f"{self._times[0]} .. {self._times[-1]}, {len(self.state_variables)} state / "
                 f"{len(self.conditioning_variables)} conditioning / {len(self.invariant_names)} invariant "
                 f"channels, grid {self.grid.shape}{crop})")
+
+
+def pooled_statistics(parts: Sequence[tuple[Mapping[str, Any], int]]) -> dict[str, np.ndarray]:
+    """Mean and standard deviation of several datasets taken together.
+
+    ``parts`` holds ``(statistics, hours)`` per dataset, the statistics with
+    the keys ``state_mean``, ``state_std``, ``conditioning_mean`` and
+    ``conditioning_std`` over the same channels. Each dataset weighs by its
+    hours: ``mean = sum(n_i m_i) / N`` and
+    ``std = sqrt(sum(n_i (s_i^2 + m_i^2)) / N - mean^2)``, the moments of
+    all the hours pooled (in float64).
+    """
+    if not parts:
+        raise ValueError("pooled_statistics needs at least one (statistics, hours) pair")
+    total = float(sum(int(n) for _, n in parts))
+    if total <= 0 or any(int(n) < 0 for _, n in parts):
+        raise ValueError(f"hours {[n for _, n in parts]} must be non-negative and not all zero")
+    out = {}
+    for kind in ("state", "conditioning"):
+        mean = sum(int(n) * np.asarray(st[f"{kind}_mean"], np.float64) for st, n in parts) / total
+        second = sum(int(n) * (np.asarray(st[f"{kind}_std"], np.float64) ** 2
+                               + np.asarray(st[f"{kind}_mean"], np.float64) ** 2) for st, n in parts) / total
+        out[f"{kind}_mean"] = mean
+        out[f"{kind}_std"] = np.sqrt(np.maximum(second - mean ** 2, 0.0))
+    return out
+
+
+class MultiStoreDataset(torch.utils.data.ConcatDataset):
+    """Several :class:`StormCastDataset` of one domain read as one training set.
+
+    The parts must share the variables, the normalisation statistics, the
+    grid and the invariants (a model has one domain); samples ``0 ..
+    len(parts[0]) - 1`` come from the first part, and so on. Training reads
+    its channels' names, statistics and grid from here as from a single
+    dataset.
+    """
+
+    def __init__(self, parts: Sequence[StormCastDataset]) -> None:
+        parts = list(parts)
+        if not parts:
+            raise ValueError("MultiStoreDataset needs at least one dataset")
+        first = parts[0]
+        for other in parts[1:]:
+            for attr in ("state_variables", "conditioning_variables", "input_invariant_names"):
+                if getattr(other, attr) != getattr(first, attr):
+                    raise ValueError(f"datasets {first.path} and {other.path} differ in {attr}: "
+                                     f"{list(getattr(first, attr))} vs {list(getattr(other, attr))}")
+            if any(not torch.equal(first.stats[k], other.stats[k]) for k in first.stats):
+                raise ValueError(f"datasets {first.path} and {other.path} are normalised with different statistics; "
+                                 "pass the same statistics= to every part (see pooled_statistics)")
+        super().__init__(parts)
+        self.parts = parts
+
+    def __getattr__(self, name: str) -> Any:
+        # Names, statistics, grid, crop, denormalize ... are those of the first part.
+        if name in ("parts", "datasets", "cumulative_sizes") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.parts[0], name)
+
+    @property
+    def times(self) -> np.ndarray:
+        """The first hour of every sample, part after part."""
+        return np.concatenate([p.times for p in self.parts])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of every part (it seeds the random crops)."""
+        for p in self.parts:
+            p.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"MultiStoreDataset({len(self)} samples from {len(self.parts)} stores: {', '.join(repr(p) for p in self.parts)})"

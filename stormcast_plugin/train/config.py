@@ -29,10 +29,11 @@ class ConfigError(ValueError):
 
 
 # key -> (type check, description). Types: "int+", "int0", "float+", "float0",
-# "prob", "bool", "str?", "list_int", "choice:a|b", "any", "path?", "time?", "crop?".
+# "prob", "bool", "str?", "list_int", "choice:a|b", "any", "path?", "paths?" (one path or a list), "time?",
+# "crop?".
 SCHEMA: dict[str, dict[str, str]] = {
     "data": {
-        "store": "path?", "state_variables": "names?", "conditioning_variables": "names?",
+        "store": "paths?", "state_variables": "names?", "conditioning_variables": "names?",
         "invariants": "names?", "train": "period", "valid": "period", "crop": "crop?",
         "num_workers": "int0", "normalize_invariants": "bool", "local_time": "bool",
     },
@@ -165,6 +166,11 @@ def _check(where: str, value: Any, kind: str) -> Any:
     elif base in ("str", "path"):
         if not isinstance(value, str) or not value:
             _fail(where, value, "a non-empty string")
+    elif base == "paths":
+        one = isinstance(value, str) and bool(value)
+        many = isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
+        if not (one or many):
+            _fail(where, value, "a path or a non-empty list of paths")
     elif base.startswith("choice:"):
         choices = base.split(":", 1)[1].split("|")
         if value not in choices:

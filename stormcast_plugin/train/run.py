@@ -11,35 +11,125 @@ import yaml
 
 from .config import ConfigError
 
-__all__ = ["export_run", "make_datasets", "push_to_hub", "run_training"]
+__all__ = ["export_run", "make_datasets", "push_to_hub", "run_training", "store_paths", "training_data"]
+
+
+def store_paths(data: Mapping[str, Any]) -> list[str]:
+    """The stores of ``data.store`` (one path or a list of paths)."""
+    value = data.get("store")
+    if not value:
+        raise ConfigError("data.store is not set: give the dataset with --set data.store=PATH "
+                          "(or a list: --set 'data.store=[A.zarr, B.zarr]')")
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def _check_same_domain(first: Any, other: Any, names: Sequence[str]) -> None:
+    """Refuse a second store on another grid or with other invariants."""
+    problems = []
+    if tuple(first.grid.shape) != tuple(other.grid.shape):
+        problems.append(f"the grid is {tuple(other.grid.shape)}, not {tuple(first.grid.shape)}")
+    elif not (np.allclose(first.grid.lat, other.grid.lat, atol=1e-5)
+              and np.allclose(first.grid.lon, other.grid.lon, atol=1e-5)):
+        problems.append("the grid's latitudes/longitudes differ")
+    else:
+        a, b = first.read_invariants(names), other.read_invariants(names)
+        gaps = [f"{n} by up to {float(np.nanmax(np.abs(x - y))):.4g}" for n, x, y in zip(names, a, b)
+                if not np.allclose(x, y, rtol=1e-5, atol=1e-4)]
+        if gaps:
+            problems.append("the invariants differ: " + ", ".join(gaps))
+    if problems:
+        raise ConfigError(
+            f"data.store: {other.path} is not on the domain of {first.path} ({'; '.join(problems)}). All the "
+            "stores of a run must share the grid and the invariants, since a model keeps one set of them "
+            "(synthetic stores: vary --seed and keep --terrain-seed)"
+        )
+
+
+def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The stores of ``data.store`` checked against each other, the selected
+    channel names and their normalisation statistics.
+
+    With several stores the statistics are those of all their hours pooled
+    (:func:`~stormcast_plugin.data.dataset.pooled_statistics`); the first
+    store gives the grid and the invariants. Returns a dict with ``paths``,
+    ``stores``, ``state_variables``, ``conditioning_variables``,
+    ``invariant_names`` and ``statistics``.
+    """
+    from ..data.dataset import pooled_statistics
+    from ..data.store import DatasetStore
+
+    d = config["data"]
+    paths = store_paths(d)
+    if len(set(paths)) != len(paths):
+        raise ConfigError(f"data.store lists a store twice: {paths}")
+    stores = [DatasetStore.open(p) for p in paths]
+    first = stores[0]
+    state_vars = list(d.get("state_variables") or first.state_variables)
+    cond_vars = list(d.get("conditioning_variables") or first.conditioning_variables)
+    inv_names = list(d.get("invariants") or first.invariant_names)
+    parts = []
+    for store in stores:
+        if store is not first:
+            _check_same_domain(first, store, inv_names)
+        full = store.statistics()
+        si = store.variable_index(state_vars, "state")
+        ci = store.variable_index(cond_vars, "conditioning")
+        parts.append(({"state_mean": full["state_mean"][si], "state_std": full["state_std"][si],
+                       "conditioning_mean": full["conditioning_mean"][ci],
+                       "conditioning_std": full["conditioning_std"][ci]},
+                      int((store.written & ~store.missing).sum())))
+    stats = pooled_statistics(parts) if len(parts) > 1 else {k: np.asarray(v) for k, v in parts[0][0].items()}
+    return {"paths": paths, "stores": stores, "state_variables": state_vars, "conditioning_variables": cond_vars,
+            "invariant_names": inv_names, "statistics": stats}
+
+
+def _has_hours(store: Any, period: Mapping[str, Any]) -> bool:
+    times = store.times
+    keep = np.ones(times.shape, bool)
+    if period.get("start") is not None:
+        keep &= times >= np.datetime64(str(period["start"]).replace(" ", "T"), "h")
+    if period.get("end") is not None:
+        keep &= times < np.datetime64(str(period["end"]).replace(" ", "T"), "h")
+    return int(keep.sum()) >= 2
 
 
 def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
     """Training and validation sets from ``config['data']``.
 
-    With no periods given, the last 10 % of the store's hours validate and the
-    rest train.
+    With no periods given, the last 10 % of each store's hours validate and
+    the rest train. Given periods apply to every store; a store without
+    hours in a period adds nothing to that set. Several stores give a
+    :class:`~stormcast_plugin.data.dataset.MultiStoreDataset`.
     """
-    from ..data.dataset import StormCastDataset
-    from ..data.store import DatasetStore
+    from ..data.dataset import MultiStoreDataset, StormCastDataset
 
     d = config["data"]
-    if not d.get("store"):
-        raise ConfigError("data.store is not set: give the dataset with --set data.store=PATH")
+    data = training_data(config)
     train_p, valid_p = dict(d.get("train") or {}), dict(d.get("valid") or {})
-    if not any(train_p.values()) and not any(valid_p.values()):
-        times = DatasetStore.open(d["store"]).times
-        cut = times[int(len(times) * 0.9)]
-        train_p, valid_p = {"start": None, "end": cut}, {"start": cut, "end": None}
-    common = dict(state_variables=d.get("state_variables"), conditioning_variables=d.get("conditioning_variables"),
-                  invariant_names=d.get("invariants"),
+    auto = not any(train_p.values()) and not any(valid_p.values())
+    common = dict(state_variables=data["state_variables"], conditioning_variables=data["conditioning_variables"],
+                  invariant_names=data["invariant_names"], statistics=data["statistics"],
                   normalize_invariants=bool(d.get("normalize_invariants", True)),
                   local_time=bool(d.get("local_time", False)))
-    train = StormCastDataset(d["store"], start=train_p.get("start"), end=train_p.get("end"),
-                             crop=tuple(d["crop"]) if d.get("crop") else None,
-                             seed=config["training"]["seed"], **common)
-    valid = StormCastDataset(d["store"], start=valid_p.get("start"), end=valid_p.get("end"), **common)
-    return train, (valid if len(valid) else None)
+    train, valid = [], []
+    for k, store in enumerate(data["stores"]):
+        if auto:
+            cut = store.times[int(len(store.times) * 0.9)]
+            train_p, valid_p = {"start": None, "end": cut}, {"start": cut, "end": None}
+        if _has_hours(store, train_p):
+            train.append(StormCastDataset(store, start=train_p.get("start"), end=train_p.get("end"),
+                                          crop=tuple(d["crop"]) if d.get("crop") else None,
+                                          seed=config["training"]["seed"] + k, **common))
+        if _has_hours(store, valid_p):
+            part = StormCastDataset(store, start=valid_p.get("start"), end=valid_p.get("end"), **common)
+            if len(part):
+                valid.append(part)
+    if not train:
+        raise ConfigError(f"data.train {train_p} holds no hours of any store in data.store {data['paths']}; "
+                          "widen the period or add a store that covers it")
+    train_set = train[0] if len(train) == 1 else MultiStoreDataset(train)
+    valid_set = None if not valid else valid[0] if len(valid) == 1 else MultiStoreDataset(valid)
+    return train_set, valid_set
 
 
 def run_training(config: Mapping[str, Any], run_dir: str | Path, *, stages: Sequence[str] = ("regression", "diffusion"),
@@ -82,7 +172,6 @@ def _plain(obj: Any) -> Any:
 def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False, use_ema: bool = True,
                name: str | None = None, description: str | None = None) -> Path:
     """Write the run's model package (read by ``StormCast.load_model``)."""
-    from ..data.store import DatasetStore
     from ..package import StormCastPackage, save_package
     from .config import load_config, sampler_options
     from .loop import load_stage_network
@@ -98,13 +187,10 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
     except FileNotFoundError:
         diffusion = None
     d = config["data"]
-    store = DatasetStore.open(d["store"])
-    state_vars = list(d.get("state_variables") or store.state_variables)
-    cond_vars = list(d.get("conditioning_variables") or store.conditioning_variables)
-    inv_names = list(d.get("invariants") or store.invariant_names)
-    stats = store.statistics()
-    si = store.variable_index(state_vars, "state")
-    ci = store.variable_index(cond_vars, "conditioning")
+    data = training_data(config)
+    store, stats = data["stores"][0], data["statistics"]
+    state_vars, cond_vars, inv_names = data["state_variables"], data["conditioning_variables"], data["invariant_names"]
+    datasets = ", ".join(Path(p).name for p in data["paths"])
     history = {}
     for stage in ("regression", "diffusion"):
         metrics = run_dir / stage / "metrics.jsonl"
@@ -115,10 +201,10 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
                               "final_loss": train_rows[-1]["loss"] if train_rows else None}
     info = {
         "name": name or run_dir.name,
-        "description": description or f"StormCast trained with stormcast-plugin on {Path(d['store']).name}",
+        "description": description or f"StormCast trained with stormcast-plugin on {datasets}",
         "license": "Apache-2.0",
         "source": str(run_dir),
-        "training": {"dataset": str(d["store"]), "stages": history, "seed": config["training"]["seed"],
+        "training": {"dataset": data["paths"][0] if len(data["paths"]) == 1 else data["paths"], "stages": history, "seed": config["training"]["seed"],
                      "model": config["model"]},
     }
     pkg = StormCastPackage(
@@ -127,10 +213,10 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         state_variables=tuple(state_vars),
         conditioning_variables=tuple(cond_vars),
         invariant_names=tuple(inv_names),
-        state_mean=np.asarray(stats["state_mean"][si], np.float32),
-        state_std=np.asarray(stats["state_std"][si], np.float32),
-        conditioning_mean=np.asarray(stats["conditioning_mean"][ci], np.float32),
-        conditioning_std=np.asarray(stats["conditioning_std"][ci], np.float32),
+        state_mean=np.asarray(stats["state_mean"], np.float32),
+        state_std=np.asarray(stats["state_std"], np.float32),
+        conditioning_mean=np.asarray(stats["conditioning_mean"], np.float32),
+        conditioning_std=np.asarray(stats["conditioning_std"], np.float32),
         invariants=_network_invariants(store.read_invariants(inv_names), bool(d.get("normalize_invariants", True))),
         grid=store.grid,
         sampler=sampler_options(config),
