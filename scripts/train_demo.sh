@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded demonstration model (stormcast_plugin/assets/demo):
-# the demo preset trained on four months of the synthetic atmosphere on a CPU,
+# the demo preset trained on four synthetic seasons (March-June, four weather
+# seeds over one terrain) on a CPU,
 # then scored on two held-out synthetic periods with the weather of another
 # seed over the same terrain (one inside the training season, one after it).
 # Outputs in outputs/demo/.
@@ -10,12 +11,18 @@ bash "$root/scripts/setup-venv.sh"
 venv="${STORMCAST_VENV:-$root/.venv}"
 cd "$root"
 out=outputs/demo
+# Four synthetic seasons of weather (seeds 0, 3, 4, 5) over one terrain (seed 0's).
 "$venv/bin/stormcast" data synth --out $out/train.zarr --start 2024-03-01T00 --hours 2928 --grid 64x64 \
   --preset tiny --seed 0 --overwrite
+for seed in 3 4 5; do
+  "$venv/bin/stormcast" data synth --out $out/train_s$seed.zarr --start 2024-03-01T00 --hours 2928 --grid 64x64 \
+    --preset tiny --seed $seed --terrain-seed 0 --overwrite
+done
 rm -rf "$out/run"  # a fresh run: `stormcast train` resumes from any checkpoint it finds there
-"$venv/bin/stormcast" train demo --run-dir $out/run --set data.store=$out/train.zarr
+"$venv/bin/stormcast" train demo --run-dir $out/run \
+  --set "data.store=[$out/train.zarr, $out/train_s3.zarr, $out/train_s4.zarr, $out/train_s5.zarr]"
 "$venv/bin/stormcast" export $out/run stormcast_plugin/assets/demo --overwrite --name stormcast-demo \
-  --description "Demonstration model trained on the synthetic atmosphere (stormcast data synth, tiny preset, 64x64, March-June, seed 0); it has never seen real weather."
+  --description "Demonstration model trained on the synthetic atmosphere (stormcast data synth, tiny preset, 64x64, March-June of weather seeds 0, 3, 4, 5 over the terrain of seed 0); it has never seen real weather."
 "$venv/bin/stormcast" data synth --out $out/heldout_apr.zarr --start 2024-04-22T00 --hours 40 --grid 64x64 \
   --preset tiny --seed 1 --terrain-seed 0 --overwrite
 "$venv/bin/stormcast" data synth --out $out/heldout_jul.zarr --start 2024-07-01T00 --hours 40 --grid 64x64 \
