@@ -84,12 +84,15 @@ def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _has_hours(store: Any, period: Mapping[str, Any]) -> bool:
+    """Whether ``store`` has two or more hours in ``[start, end)`` (read as the dataset reads them)."""
+    from ..data.sources import as_times
+
     times = store.times
     keep = np.ones(times.shape, bool)
     if period.get("start") is not None:
-        keep &= times >= np.datetime64(str(period["start"]).replace(" ", "T"), "h")
+        keep &= times >= as_times(period["start"], "data period start")[0]
     if period.get("end") is not None:
-        keep &= times < np.datetime64(str(period["end"]).replace(" ", "T"), "h")
+        keep &= times < as_times(period["end"], "data period end")[0]
     return int(keep.sum()) >= 2
 
 
@@ -204,8 +207,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         "description": description or f"StormCast trained with stormcast-plugin on {datasets}",
         "license": "Apache-2.0",
         "source": str(run_dir),
-        "training": {"dataset": data["paths"][0] if len(data["paths"]) == 1 else data["paths"], "stages": history, "seed": config["training"]["seed"],
-                     "model": config["model"]},
+        "training": {"dataset": data["paths"][0] if len(data["paths"]) == 1 else data["paths"],
+                     "stages": history, "seed": config["training"]["seed"], "model": config["model"]},
     }
     pkg = StormCastPackage(
         regression=regression,

@@ -11,14 +11,14 @@ COND = ["u10m", "t2m"]
 INV = ["lsm", "orography"]
 
 
-def make_store(path, hours=40, seed=0):
+def make_store(path, hours=40, seed=0, start="2024-05-01T00"):
     grid = ModelGrid.hrrr(rows=(500, 516), cols=(800, 816), name="train-16x16")
     rng = np.random.default_rng(seed)
     h, w = grid.shape
     yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     lat = np.arange(42.0, 33.9, -0.5)
     lon = np.arange(255.0, 264.1, 0.5)
-    times = np.datetime64("2024-05-01T00", "h") + np.arange(hours) * np.timedelta64(1, "h")
+    times = np.datetime64(start, "h") + np.arange(hours) * np.timedelta64(1, "h")
     store = DatasetStore.create(path, times=times, state_variables=STATE, conditioning_variables=COND,
                                 invariant_names=INV, grid=grid, cond_lat=lat, cond_lon=lon)
     means = np.array([2.0, -1.0, 290.0, 10.0])

@@ -96,3 +96,18 @@ def test_stores_of_another_domain_or_listed_twice_are_refused(two_stores, tmp_pa
         make_datasets(_config([a, a]))
     with pytest.raises(ConfigError, match="a path or a non-empty list of paths"):
         load_config("tiny", ["data.store=[1, 2]"])
+
+
+def test_periods_apply_to_every_store_and_skip_stores_outside_them(two_stores, tmp_path):
+    a, _ = two_stores  # 2024-05-01T00 .. 2024-05-02T15
+    later = make_store(tmp_path / "june.zarr", hours=20, seed=2, start="2024-06-01T00")
+    cfg = _config([a, later], **{"data.train": "{start: null, end: 2024-05-20T00}",
+                                 "data.valid": "{start: 2024-05-20T00, end: null}"})
+    train, valid = make_datasets(cfg)
+    # the May store only trains and the June store only validates: one plain dataset each
+    assert isinstance(train, StormCastDataset) and isinstance(valid, StormCastDataset)
+    assert (len(train), len(valid)) == (39, 19)
+    assert train.path.name == "a.zarr" and valid.path.name == "june.zarr"
+    cfg = _config([a, later], **{"data.train": "{start: 2025-01-01T00, end: null}"})
+    with pytest.raises(ConfigError, match="holds no hours of any store"):
+        make_datasets(cfg)
