@@ -8,7 +8,7 @@
   xarray ``DataArray.interp`` (scipy ``interpn``) from the 0.25 degree grid to
   the model grid's 2-D latitudes/longitudes. It needs scipy; without it this
   row is skipped.
-* **ours** -- ``stormcast_plugin.conditioning.ConditioningFetcher``: the
+* **ours** -- ``stormcast_plugin.data.conditioning.ConditioningFetcher``: the
   bilinear weights are built once (the warm-up call, reported separately);
   every step reads the block of source points the domain needs and applies
   the weights in one fused ``grid_sample`` (``--method gather``: four
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from stormcast_plugin.conditioning import ConditioningFetcher
-    from stormcast_plugin.grid import ModelGrid
+    from stormcast_plugin.data.conditioning import ConditioningFetcher
+    from stormcast_plugin.utils.grid import ModelGrid
 
     lat = np.linspace(90.0, -90.0, 721)
     lon = np.arange(1440) * 0.25

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark training-sample loading: StormCastDataset against per-sample xarray decoding.
 
-* **ours** -- :class:`stormcast_plugin.data.dataset.StormCastDataset`: one zarr
+* **ours** -- :class:`stormcast_plugin.train.dataset.StormCastDataset`: one zarr
   chunk read per array and hour, the conditioning regridded with bilinear
   weights computed once per process (one fused ``grid_sample``).
 * **reference** -- the approach of the PhysicsNeMo StormCast example: the
@@ -48,8 +48,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from stormcast_plugin.data.dataset import StormCastDataset  # noqa: E402
-from stormcast_plugin.data.store import DatasetStore  # noqa: E402
+from stormcast_plugin.train.dataset import StormCastDataset  # noqa: E402
+from stormcast_plugin.io.dataset_store import DatasetStore  # noqa: E402
 
 # Centre of the StormCast v1 domain in the native HRRR grid.
 _CENTRE_ROW, _CENTRE_COL = 529, 899
@@ -75,8 +75,8 @@ def build_store(path: Path, *, hours: int, size: int, n_state: int, n_cond: int,
     -------
     DatasetStore
     """
-    from stormcast_plugin.grid import ModelGrid
-    from stormcast_plugin.variables import INVARIANTS, PRESETS
+    from stormcast_plugin.utils.grid import ModelGrid
+    from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
     if hours < 2 or size < 2 or n_state < 1 or n_cond < 1:
         raise ValueError(f"need hours >= 2, size >= 2 and at least one variable of each kind; got hours={hours}, "

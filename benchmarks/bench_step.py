@@ -12,7 +12,7 @@ One step is the regression network followed by the 18-step EDM Heun sampler.
   with an ``EDMNoiseScheduler`` denoiser and ``latents = sigma_max * randn``.
   That solver evaluates the network twice on every step, the last one
   included: 1 + 36 = 37 evaluations per member.
-* **ours** -- ``stormcast_plugin.core.StormCastNets.step`` on the whole
+* **ours** -- ``stormcast_plugin.models.nn.stormcast_nets.StormCastNets.step`` on the whole
   ensemble as one batch, one ``torch.Generator`` per member: 1 + 35 = 36
   evaluations per batch (no second evaluation at sigma = 0).
 
@@ -204,7 +204,7 @@ def physicsnemo_args(cfg: dict) -> tuple[dict, dict]:
 
 
 def our_configs(cfg: dict):
-    from stormcast_plugin.nn import SongUNetConfig
+    from stormcast_plugin.models.nn import SongUNetConfig
 
     s, c, i = cfg["state"], cfg["cond"], cfg["inv"]
     common = dict(
@@ -379,9 +379,9 @@ def run_physicsnemo(cfg: dict, workdir: Path, repeats: int, counter: dict):
 
 
 def run_ours(cfg: dict, workdir: Path, repeats: int, counter: dict):
-    from stormcast_plugin.core import SamplerOptions, StormCastNets
+    from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
     from stormcast_plugin.diffusion import make_generators
-    from stormcast_plugin.nn import EDMPrecond, RegressionNet
+    from stormcast_plugin.models.nn import EDMPrecond, RegressionNet
 
     reg_cfg, diff_cfg = our_configs(cfg)
     reg = RegressionNet(reg_cfg)

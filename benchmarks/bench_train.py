@@ -100,7 +100,7 @@ def build_side(side: str, stage: str, cfg: dict, dropout: float, workdir: Path):
     batch = torch.load(workdir / "batch.pt", weights_only=True)
     b = batch["state"].shape[0]
     if side == "ours":
-        from stormcast_plugin.nn import EDMPrecond, RegressionNet
+        from stormcast_plugin.models.nn import EDMPrecond, RegressionNet
 
         reg_cfg, diff_cfg = (dataclasses.replace(c, dropout=dropout) for c in our_configs(cfg))
         reg, diff = RegressionNet(reg_cfg), EDMPrecond(diff_cfg, sigma_data=SIGMA_DATA)
@@ -160,7 +160,7 @@ def side_main(args) -> None:
     torch.set_num_threads(args.threads)
     import stormcast_plugin.train.loop  # noqa: F401  (imports first: the memory baseline)
     if args.side == "ours":
-        import stormcast_plugin.nn  # noqa: F401
+        import stormcast_plugin.models.nn  # noqa: F401
     else:
         import physicsnemo.diffusion.preconditioners.legacy  # noqa: F401
         import physicsnemo.models.diffusion_unets  # noqa: F401

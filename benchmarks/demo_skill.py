@@ -45,22 +45,22 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
-    from stormcast_plugin import metrics as M
-    from stormcast_plugin.data.sources import StoreConditioningSource, StoreStateSource
-    from stormcast_plugin.data.store import DatasetStore
-    from stormcast_plugin.forecast import fetch_state
-    from stormcast_plugin.model import StormCast
+    from stormcast_plugin.statistics import metrics as M
+    from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
+    from stormcast_plugin.io.dataset_store import DatasetStore
+    from stormcast_plugin.run import fetch_state
+    from stormcast_plugin.models.px.stormcast import StormCast
 
     if args.package is None:
         from stormcast_plugin.demo import demo_package as load_demo_package
 
         pkg = load_demo_package()
     else:
-        from stormcast_plugin.package import load_package
+        from stormcast_plugin.package._impl import load_package
 
         pkg = load_package(args.package)
     if args.sampler:
-        from stormcast_plugin.core import SamplerOptions
+        from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
 
         opts = pkg.sampler.to_dict()
         for item in args.sampler:
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         pkg.sampler = SamplerOptions.from_dict(opts)
     store = DatasetStore.open(args.store)
     if not args.other_terrain:
-        from stormcast_plugin.data.dataset import normalize_invariants
+        from stormcast_plugin.train.dataset import normalize_invariants
 
         seen = normalize_invariants(store.read_invariants(pkg.invariant_names))
         gap = np.abs(seen - pkg.invariants).max(axis=(1, 2))

@@ -13,18 +13,26 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "StormCastNets": "stormcast_plugin.core",
-    "SamplerOptions": "stormcast_plugin.core",
-    "SongUNet": "stormcast_plugin.nn",
-    "SongUNetConfig": "stormcast_plugin.nn",
-    "RegressionNet": "stormcast_plugin.nn",
-    "EDMPrecond": "stormcast_plugin.nn",
-    "load_mdlus": "stormcast_plugin.nn.mdlus",
-    "write_mdlus": "stormcast_plugin.nn.mdlus",
-    "CheckpointError": "stormcast_plugin.nn.mdlus",
-    "STATE_VARIABLES": "stormcast_plugin.variables",
-    "CONDITIONING_VARIABLES": "stormcast_plugin.variables",
-    "INVARIANTS": "stormcast_plugin.variables",
+    # the earth2studio model, packages and the forecast driver
+    "StormCast": "stormcast_plugin.models.px.stormcast",
+    "StormCastPackage": "stormcast_plugin.package",
+    "load_package": "stormcast_plugin.package",
+    "save_package": "stormcast_plugin.package",
+    "run_forecast": "stormcast_plugin.run",
+    # networks and the pure-tensor step
+    "StormCastNets": "stormcast_plugin.models.nn",
+    "SamplerOptions": "stormcast_plugin.models.nn",
+    "SongUNet": "stormcast_plugin.models.nn",
+    "SongUNetConfig": "stormcast_plugin.models.nn",
+    "RegressionNet": "stormcast_plugin.models.nn",
+    "EDMPrecond": "stormcast_plugin.models.nn",
+    "load_mdlus": "stormcast_plugin.models.nn",
+    "write_mdlus": "stormcast_plugin.models.nn",
+    "CheckpointError": "stormcast_plugin.models.nn",
+    # variable tables
+    "STATE_VARIABLES": "stormcast_plugin.utils.variables",
+    "CONDITIONING_VARIABLES": "stormcast_plugin.utils.variables",
+    "INVARIANTS": "stormcast_plugin.utils.variables",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -3,7 +3,7 @@
 Nothing here needs the network. The default model is the package bundled in
 ``stormcast_plugin/assets/demo``: a tiny StormCast (6 state variables, 6
 conditioning variables, a 64 x 64 crop of the HRRR grid in the central US)
-**trained on the synthetic atmosphere** of :mod:`stormcast_plugin.data.synth`
+**trained on the synthetic atmosphere** of :mod:`stormcast_plugin.datagen.synth`
 (see the README for the command that reproduces it). It demonstrates the
 pipeline end to end; it has never seen real weather. Its default case is a
 synthetic atmosphere with weather of a seed it was not trained on, over the
@@ -37,7 +37,7 @@ DEMO_TERRAIN_SEED = 0  # the demo model's domain: the orography of its training 
 def demo_grid():
     """The demo model's grid: the 64 x 64 HRRR crop that ``stormcast data synth
     --grid 64x64`` uses (centred on the StormCast v1 domain)."""
-    from .data.synth import hrrr_crop
+    from stormcast_plugin.datagen.synth import hrrr_crop
 
     return hrrr_crop((64, 64))
 
@@ -49,7 +49,7 @@ def demo_package():
     (a source checkout before the demo model was trained).
     """
     if (DEMO_PACKAGE_DIR / "stormcast_package.json").is_file():
-        from .package import load_package
+        from stormcast_plugin.package._impl import load_package
 
         return load_package(DEMO_PACKAGE_DIR)
     import warnings
@@ -68,8 +68,8 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
     the demo grid over ``[start - 1 h, start + hours]`` into ``workdir`` and
     returns ``(state_source, conditioning_source, store)``.
     """
-    from .data.sources import StoreConditioningSource, StoreStateSource
-    from .data.synth import synthesize
+    from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
+    from stormcast_plugin.datagen.synth import synthesize
 
     first = np.datetime64(start, "h") - np.timedelta64(1, "h")
     store = synthesize(Path(workdir) / "demo_case.zarr", first, int(hours) + 2, grid=demo_grid(), preset="tiny",
@@ -79,8 +79,8 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
 
 def random_demo_package(seed: int = 0):
     """A small randomly initialised StormCast package on the demo grid."""
-    from .package import random_package
-    from .variables import INVARIANTS, PRESETS
+    from stormcast_plugin.package._impl import random_package
+    from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
     pkg = random_package(
         PRESETS["tiny"]["state"],

@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 @pytest.fixture
 def tiny_config():
     """A factory for small SongUNet configurations."""
-    from stormcast_plugin.nn import SongUNetConfig
+    from stormcast_plugin.models.nn import SongUNetConfig
 
     def make(in_channels=5, out_channels=3, **kw):
         base = dict(

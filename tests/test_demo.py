@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from stormcast_plugin.data.dataset import normalize_invariants
+from stormcast_plugin.train.dataset import normalize_invariants
 from stormcast_plugin.demo import DEMO_TERRAIN_SEED, demo_package, demo_sources
 
 

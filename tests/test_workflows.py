@@ -6,10 +6,10 @@ import torch
 import xarray as xr
 
 from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
-from stormcast_plugin.grid import ModelGrid
-from stormcast_plugin.model import StormCast
-from stormcast_plugin.package import random_package
-from stormcast_plugin.variables import INVARIANTS, PRESETS
+from stormcast_plugin.utils.grid import ModelGrid
+from stormcast_plugin.models.px.stormcast import StormCast
+from stormcast_plugin.package._impl import random_package
+from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
 run = pytest.importorskip("earth2studio.run")
 from earth2studio.io import NetCDF4Backend, ZarrBackend  # noqa: E402

@@ -1,6 +1,8 @@
-"""Datasets: the zarr store format, earth2studio sources over it, the
-synthetic atmosphere, preparation from real sources and training samples."""
+"""earth2studio DataSources: sources over a dataset store, cropping a larger
+projected source to a model grid, and the conditioning fetcher."""
 
-from .store import FORMAT, FORMAT_VERSION, DatasetStore, StoreError
+from stormcast_plugin.data.conditioning import ConditioningFetcher
+from stormcast_plugin.data.crop import CropToGrid
+from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetStore", "StoreError"]
+__all__ = ["ConditioningFetcher", "CropToGrid", "StoreConditioningSource", "StoreStateSource"]

@@ -5,21 +5,21 @@ schedule with :func:`karras_sigmas`, integrate it with
 :func:`edm_heun_sampler`, or do both with :func:`edm_sample`.
 """
 
-from .losses import (
+from stormcast_plugin.diffusion.losses import (
     edm_loss,
     edm_loss_weight,
     edm_precondition_coefficients,
     regression_loss,
     sample_training_sigma,
 )
-from .samplers import (
+from stormcast_plugin.diffusion.samplers import (
     Denoiser,
     edm_heun_sampler,
     edm_sample,
     make_generators,
     randn_per_sample,
 )
-from .schedules import karras_sigmas
+from stormcast_plugin.diffusion.schedules import karras_sigmas
 
 __all__ = [
     "Denoiser",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .schedules import karras_sigmas
+from stormcast_plugin.diffusion.schedules import karras_sigmas
 
 __all__ = [
     "Denoiser",

@@ -5,12 +5,12 @@ and ``python -m stormcast_plugin.train`` (the same arguments, also under
 ``torchrun``). See :mod:`stormcast_plugin.train.config` for the format.
 """
 
-from .config import ConfigError, apply_overrides, load_config, validate_config
+from stormcast_plugin.train.config import ConfigError, apply_overrides, load_config, validate_config
 
 __all__ = ["ConfigError", "apply_overrides", "load_config", "validate_config", "main"]
 
 
 def main(argv=None) -> int:
-    from .__main__ import main as _main
+    from stormcast_plugin.train.__main__ import main as _main
 
     return _main(argv)

@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
-    from .run import run_training
+    from stormcast_plugin.train.config import ConfigError, load_config
+    from stormcast_plugin.train.run import run_training
 
     try:
         config = load_config(args.config, args.overrides)

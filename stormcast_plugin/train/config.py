@@ -257,8 +257,8 @@ def stage_training(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
 
 
 def sampler_options(config: Mapping[str, Any]) -> Any:
-    """The config's ``sampler`` section as :class:`~stormcast_plugin.core.SamplerOptions`
+    """The config's ``sampler`` section as :class:`~stormcast_plugin.models.nn.stormcast_nets.SamplerOptions`
     (a validated section holds only its fields)."""
-    from ..core import SamplerOptions
+    from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
 
     return SamplerOptions.from_dict(config["sampler"])

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import StormCastNets
-from ..diffusion.losses import edm_loss_weight
-from ..nn import EDMPrecond, RegressionNet, SongUNetConfig
-from .checkpoint import latest_checkpoint, save_checkpoint
-from .config import sampler_options, stage_training
+from stormcast_plugin.models.nn.stormcast_nets import StormCastNets
+from stormcast_plugin.diffusion.losses import edm_loss_weight
+from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig
+from stormcast_plugin.train.checkpoint import latest_checkpoint, save_checkpoint
+from stormcast_plugin.train.config import sampler_options, stage_training
 
 __all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "sample_generators"]
 
@@ -487,7 +487,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Validation loss and RMSE per variable against persistence."""
-        from .validate import validation_metrics
+        from stormcast_plugin.train.validate import validation_metrics
 
         net = self.ema if self.ema is not None else self.net
         return validation_metrics(self, net)

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from .config import ConfigError
+from stormcast_plugin.train.config import ConfigError
 
 __all__ = ["export_run", "make_datasets", "push_to_hub", "run_training", "store_paths", "training_data"]
 
@@ -50,13 +50,13 @@ def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
     channel names and their normalisation statistics.
 
     With several stores the statistics are those of all their hours pooled
-    (:func:`~stormcast_plugin.data.dataset.pooled_statistics`); the first
+    (:func:`~stormcast_plugin.train.dataset.pooled_statistics`); the first
     store gives the grid and the invariants. Returns a dict with ``paths``,
     ``stores``, ``state_variables``, ``conditioning_variables``,
     ``invariant_names`` and ``statistics``.
     """
-    from ..data.dataset import pooled_statistics
-    from ..data.store import DatasetStore
+    from stormcast_plugin.train.dataset import pooled_statistics
+    from stormcast_plugin.io.dataset_store import DatasetStore
 
     d = config["data"]
     paths = store_paths(d)
@@ -85,7 +85,7 @@ def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _has_hours(store: Any, period: Mapping[str, Any]) -> bool:
     """Whether ``store`` has two or more hours in ``[start, end)`` (read as the dataset reads them)."""
-    from ..data.sources import as_times
+    from stormcast_plugin.data.store_sources import as_times
 
     times = store.times
     keep = np.ones(times.shape, bool)
@@ -102,9 +102,9 @@ def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
     With no periods given, the last 10 % of each store's hours validate and
     the rest train. Given periods apply to every store; a store without
     hours in a period adds nothing to that set. Several stores give a
-    :class:`~stormcast_plugin.data.dataset.MultiStoreDataset`.
+    :class:`~stormcast_plugin.train.dataset.MultiStoreDataset`.
     """
-    from ..data.dataset import MultiStoreDataset, StormCastDataset
+    from stormcast_plugin.train.dataset import MultiStoreDataset, StormCastDataset
 
     d = config["data"]
     data = training_data(config)
@@ -138,7 +138,7 @@ def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
 def run_training(config: Mapping[str, Any], run_dir: str | Path, *, stages: Sequence[str] = ("regression", "diffusion"),
                  device: str | None = None, progress: bool = True, stop_after: int | None = None) -> list[dict]:
     """Train the requested stages in order (each resumes from its checkpoints)."""
-    from .loop import Trainer, dist_info
+    from stormcast_plugin.train.loop import Trainer, dist_info
 
     dist = dist_info(device)
     run_dir = Path(run_dir)
@@ -175,9 +175,9 @@ def _plain(obj: Any) -> Any:
 def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False, use_ema: bool = True,
                name: str | None = None, description: str | None = None) -> Path:
     """Write the run's model package (read by ``StormCast.load_model``)."""
-    from ..package import StormCastPackage, save_package
-    from .config import load_config, sampler_options
-    from .loop import load_stage_network
+    from stormcast_plugin.package._impl import StormCastPackage, save_package
+    from stormcast_plugin.train.config import load_config, sampler_options
+    from stormcast_plugin.train.loop import load_stage_network
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -249,6 +249,6 @@ def push_to_hub(package_dir: str | Path, repo_id: str, *, token: str | None = No
 
 def _network_invariants(inv: np.ndarray, normalize: bool) -> np.ndarray:
     """The invariants as the trained networks saw them (what a package stores)."""
-    from ..data.dataset import normalize_invariants
+    from stormcast_plugin.train.dataset import normalize_invariants
 
     return normalize_invariants(inv) if normalize else np.asarray(inv, dtype=np.float32)

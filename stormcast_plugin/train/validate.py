@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core import SamplerOptions, StormCastNets
-from ..diffusion.samplers import make_generators
+from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
+from stormcast_plugin.diffusion.samplers import make_generators
 
 __all__ = ["radial_spectrum", "validation_metrics"]
 
@@ -100,7 +100,7 @@ def _panels(trainer: Any, names: list[str], first: tuple, std: torch.Tensor) -> 
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    from ..plots import style_for
+    from stormcast_plugin.plot.forecast import style_for
 
     x, pred, truth = (t.detach().cpu().float() for t in first)
     mean = torch.as_tensor(np.asarray(trainer.valid_set.stats["state_mean"]), dtype=torch.float32)[:, None, None]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from stormcast_plugin.data.store import DatasetStore
-from stormcast_plugin.grid import ModelGrid
+from stormcast_plugin.io.dataset_store import DatasetStore
+from stormcast_plugin.utils.grid import ModelGrid
 
 STATE = ["u10m", "v10m", "t2m", "refc"]
 COND = ["u10m", "t2m"]

@@ -1,0 +1,277 @@
+"""The ``stormcast`` command line.
+
+Subcommands::
+
+    stormcast forecast   run a forecast (embedded offline default unless --package)
+    stormcast plot       draw maps and animations of a forecast store
+
+Heavy libraries load only inside the subcommand that needs them, so
+``stormcast --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stormcast",
+        description="StormCast: kilometre-scale storm emulator (regression + EDM diffusion).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    f = sub.add_parser(
+        "forecast",
+        help="run a forecast",
+        description="Run a StormCast forecast and write it to zarr or netCDF. Without --package "
+        "the embedded offline default runs (a demonstration model on a synthetic case).",
+    )
+    f.add_argument("--start", default="2024-05-01T00", help="initial time, ISO 8601 (default %(default)s)")
+    f.add_argument("--hours", type=int, default=12, help="forecast length in hours (default %(default)s)")
+    f.add_argument("--members", type=int, default=1, help="ensemble members (default %(default)s)")
+    f.add_argument("--out", default="forecast.zarr", help="output store, .zarr or .nc (default %(default)s)")
+    f.add_argument("--format", choices=["zarr", "netcdf"], help="output format (default: from --out suffix)")
+    f.add_argument("--package", help="model package: a folder, hf://org/repo[@rev], or 'official' "
+                   "(nvidia/stormcast-v1-era5-hrrr); default: the embedded demo")
+    f.add_argument("--state-source", default=None,
+                   help="initial state: 'demo' (default with the demo model) or 'hrrr' (earth2studio HRRR)")
+    f.add_argument("--conditioning-source", default=None,
+                   help="conditioning: 'demo', 'arco' (ERA5, default for packages), 'cds', 'gfs', 'wb2'")
+    f.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    f.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    f.add_argument("--sampler-steps", type=int, help="diffusion sampler steps (default: the package's)")
+    f.add_argument("--batch-size", type=int, help="members stepped together (default: all)")
+    f.add_argument("--regression-only", action="store_true", help="deterministic mean forecast, no diffusion")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    f.add_argument("--plot", metavar="VARS", help="also draw these variables (comma-separated) next to the output")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    pl = sub.add_parser("plot", help="draw maps of a forecast", description="Draw maps per lead time "
+                        "(PNG) and an animation (GIF) of chosen variables of a forecast store.")
+    pl.add_argument("forecast", help="forecast store (.zarr or .nc)")
+    pl.add_argument("--variables", default=None, help="comma-separated variables (default: all)")
+    pl.add_argument("--out", default=None, help="output folder (default: FORECAST_plots)")
+    pl.add_argument("--member", type=int, default=0, help="ensemble member to draw (default 0)")
+    pl.add_argument("--time-index", type=int, default=0, help="initial time index (default 0)")
+    pl.add_argument("--no-gif", action="store_true", help="skip the animations")
+    from stormcast_plugin.train.__main__ import add_arguments
+
+    add_arguments(sub.add_parser("train", help="train a model (regression, then diffusion)",
+                                 description="Train StormCast from a YAML config (or preset paper/tiny); "
+                                 "resumes from the run folder's checkpoints. Also runs under torchrun."))
+    ex = sub.add_parser("export", help="export a trained run as a model package",
+                        description="Write a model package (weights, config, statistics, invariants, "
+                        "checksums, model card) that StormCast.load_model reads.")
+    ex.add_argument("run_dir", help="training run folder")
+    ex.add_argument("out", help="package folder to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing package folder")
+    ex.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
+    ex.add_argument("--name", help="package name (default: the run folder name)")
+    ex.add_argument("--description", help="one-line description for the model card")
+    ex.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hugging Face repo (org/name)")
+    ex.add_argument("--private", action="store_true", help="create the Hub repo as private")
+
+    from stormcast_plugin.scoring.evaluate import add_score_arguments
+
+    add_score_arguments(sub.add_parser("score", help="score a forecast against truth",
+                                       description="Score a forecast store against a truth store (another "
+                                       "forecast-like store or a dataset store): table by variable and lead "
+                                       "time (CSV, markdown) and plots."))
+    _add_data_commands(sub)
+    return p
+
+
+def _add_data_commands(sub) -> None:
+    d = sub.add_parser("data", help="build datasets (synthetic or from real sources)")
+    dsub = d.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    s = dsub.add_parser("synth", help="generate a synthetic storm-resolving dataset")
+    s.add_argument("--out", required=True, help="store to write (.zarr)")
+    s.add_argument("--start", default="2024-05-01T00", help="first hour (default %(default)s)")
+    s.add_argument("--hours", type=int, default=240, help="number of hours (default %(default)s)")
+    s.add_argument("--grid", default="64x64", help="grid size HxW (default %(default)s)")
+    s.add_argument("--preset", default="small", help="variable preset: tiny, small, full (default %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    s.add_argument("--terrain-seed", type=int, default=None,
+                   help="seed of the orography and land alone (default: --seed); keep it fixed and vary --seed "
+                        "for other weather over the same domain, e.g. a held-out period")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from stormcast_plugin.datagen.prepare import add_prepare_arguments
+
+    add_prepare_arguments(dsub.add_parser(
+        "prepare", help="build a dataset from HRRR and ERA5 (earth2studio sources)",
+        description="Build a dataset store hour by hour from earth2studio sources (HRRR state, ERA5 "
+        "conditioning by default); resumable, optionally on a Dask cluster."))
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _conditioning_source(name: str, package):
+    import earth2studio.data as e2d
+
+    sources = {"arco": "ARCO", "cds": "CDS", "gfs": "GFS_FX", "wb2": "WB2ERA5"}
+    if name not in sources:
+        raise SystemExit(f"error: unknown conditioning source {name!r}; choose demo, {', '.join(sources)}")
+    return getattr(e2d, sources[name])()
+
+
+def _state_source(name: str, package):
+    if name == "hrrr":
+        from earth2studio.data import HRRR
+
+        from stormcast_plugin.data.crop import CropToGrid
+
+        return CropToGrid(HRRR(), package.grid)
+    raise SystemExit(f"error: unknown state source {name!r}; choose demo or hrrr")
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from stormcast_plugin.run import open_output, run_forecast
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} already exists; choose another --out or pass --overwrite", file=sys.stderr)
+        return 2
+    try:
+        start = np.datetime64(args.start, "h")
+    except ValueError:
+        print(f"error: --start {args.start!r} is not an ISO 8601 time such as 2024-05-01T00", file=sys.stderr)
+        return 2
+
+    from stormcast_plugin.models.px.stormcast import StormCast
+    from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION, load_package
+
+    workdir = None
+    if args.package is None:
+        import tempfile
+
+        from stormcast_plugin.demo import demo_package
+
+        package = demo_package()
+        default_sources = "demo"
+        print(f"Running the embedded default: {package.info.get('description', '')}", file=sys.stderr)
+        workdir = tempfile.TemporaryDirectory(prefix="stormcast-demo-")
+    else:
+        source = f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}" if args.package == "official" else args.package
+        package = load_package(source)
+        default_sources = None
+    state_name = args.state_source or default_sources or "hrrr"
+    cond_name = args.conditioning_source or default_sources or "arco"
+    demo_state = demo_cond = None
+    if "demo" in (state_name, cond_name):
+        import tempfile
+
+        from stormcast_plugin.demo import demo_sources
+
+        workdir = workdir or tempfile.TemporaryDirectory(prefix="stormcast-demo-")
+        demo_state, demo_cond, _ = demo_sources(start, args.hours, workdir.name)
+    model = StormCast(
+        package,
+        demo_cond if cond_name == "demo" else _conditioning_source(cond_name, package),
+        seed=args.seed,
+        sampler_steps=args.sampler_steps,
+        regression_only=args.regression_only,
+    ).to(_device(args.device))
+    io = open_output(out, fmt=args.format, overwrite=args.overwrite)
+    run_forecast(
+        model,
+        demo_state if state_name == "demo" else _state_source(state_name, package),
+        start,
+        args.hours,
+        io,
+        members=args.members,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        attrs={"state_source": state_name, "conditioning_source": cond_name},
+    )
+    print(f"wrote {out} ({args.members} member(s), {args.hours} h)", file=sys.stderr)
+    if args.plot:
+        return _plot(argparse.Namespace(forecast=str(out), variables=args.plot, out=None, member=0,
+                                        time_index=0, no_gif=False))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from stormcast_plugin.plot.forecast import plot_forecast
+
+    variables = [v.strip() for v in args.variables.split(",")] if args.variables else None
+    out = Path(args.out) if args.out else Path(str(Path(args.forecast)).rstrip("/") + "_plots")
+    paths = plot_forecast(args.forecast, variables, out, time_index=args.time_index,
+                          member=args.member, gif=not args.no_gif)
+    print(f"wrote {len(paths)} pictures to {out}", file=sys.stderr)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from stormcast_plugin.train.__main__ import run_from_args
+
+    return run_from_args(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from stormcast_plugin.train.run import export_run, push_to_hub
+
+    out = export_run(args.run_dir, args.out, overwrite=args.overwrite, use_ema=not args.no_ema,
+                     name=args.name, description=args.description)
+    print(f"wrote package {out}", file=sys.stderr)
+    if args.push_to_hub:
+        url = push_to_hub(out, args.push_to_hub, private=args.private)
+        print(f"uploaded to {url}", file=sys.stderr)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    if args.data_command == "synth":
+        from stormcast_plugin.datagen.synth import parse_grid, synthesize
+
+        store = synthesize(args.out, args.start, args.hours, grid=parse_grid(args.grid), preset=args.preset,
+                           seed=args.seed, terrain_seed=args.terrain_seed, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+        print(f"wrote {store}", file=sys.stderr)
+        return 0
+    if args.data_command == "prepare":
+        from stormcast_plugin.datagen.prepare import prepare_from_args
+
+        return int(prepare_from_args(args) or 0)
+    print("error: choose a data command: synth or prepare (stormcast data --help)", file=sys.stderr)
+    return 2
+
+
+def _score(args: argparse.Namespace) -> int:
+    from stormcast_plugin.scoring.evaluate import score_from_args
+
+    return int(score_from_args(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stormcast`` command."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data,
+                   "score": _score}
+        return handler[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Making training data: a synthetic storm-resolving atmosphere and
+preparation of dataset stores from real sources."""

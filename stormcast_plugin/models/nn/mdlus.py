@@ -1,0 +1,327 @@
+"""Read and write PhysicsNeMo ``.mdlus`` model archives without PhysicsNeMo.
+
+An archive is a zip (PhysicsNeMo >= 2.2) or a tar (older Modulus/PhysicsNeMo
+releases, which wrote the official StormCast files) holding
+
+* ``model.pt``: a plain torch state dict,
+* ``args.json``: ``{"__name__", "__module__", "__args__": constructor kwargs}``,
+* ``metadata.json``: ``{"physicsnemo_version", "mdlus_file_version"}``.
+
+The state dict is loaded with ``torch.load(weights_only=True)``: no code from
+the file ever runs. The JSON constructor arguments are translated into a
+:class:`~stormcast_plugin.models.nn.SongUNetConfig`; arguments that would change the
+network in ways this package does not implement are rejected by name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from stormcast_plugin.models.nn.networks import EDMPrecond, RegressionNet
+from stormcast_plugin.models.nn.songunet import SongUNetConfig
+
+__all__ = [
+    "CheckpointError",
+    "MdlusArchive",
+    "load_mdlus",
+    "load_state_dict_strict",
+    "read_mdlus",
+    "write_mdlus",
+]
+
+# PhysicsNeMo's SongUNet defaults: they apply to arguments an archive omits.
+_SONGUNET_DEFAULTS: dict[str, Any] = dict(
+    model_channels=128,
+    channel_mult=[1, 2, 2, 2],
+    channel_mult_emb=4,
+    channel_mult_noise=1,
+    num_blocks=4,
+    attn_resolutions=[16],
+    bottleneck_attention=True,
+    dropout=0.10,
+    embedding_type="positional",
+    additive_pos_embed=False,
+    resample_filter=[1, 1],
+)
+# Arguments that are accepted only with these values (anything else would
+# need layers this package does not implement).
+_REQUIRED_VALUES: dict[str, tuple[Any, ...]] = dict(
+    model_type=("SongUNet",),
+    encoder_type=("standard",),
+    decoder_type=("standard",),
+    act=("silu", None),
+    label_dim=(0, None),
+    augment_dim=(0, None),
+    use_apex_gn=(False, None),
+)
+# Arguments with no effect on the weights or on CPU/GPU float32 inference.
+_IGNORED = {
+    "use_fp16", "sigma_min", "sigma_max", "checkpoint_level", "profile_mode",
+    "amp_mode", "label_dropout", "img_channels", "img_in_channels", "img_out_channels",
+    "img_resolution", "sigma_data",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not match the network."""
+
+
+@dataclass
+class MdlusArchive:
+    """Contents of a ``.mdlus`` file."""
+
+    path: Path
+    name: str
+    args: dict[str, Any]
+    metadata: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    format: str
+
+
+def _read_members(path: Path) -> tuple[dict[str, bytes], str]:
+    wanted = ("model.pt", "args.json", "metadata.json")
+    members: dict[str, bytes] = {}
+    try:
+        # A tar must be recognised first: old archives can look like zips.
+        if tarfile.is_tarfile(path):
+            fmt = "tar"
+            with tarfile.open(path, "r") as tar:
+                for m in tar.getmembers():
+                    base = os.path.basename(m.name)
+                    if base in wanted and m.isfile():
+                        members[base] = tar.extractfile(m).read()
+        elif zipfile.is_zipfile(path):
+            fmt = "zip"
+            with zipfile.ZipFile(path) as zf:
+                for n in zf.namelist():
+                    base = os.path.basename(n)
+                    if base in wanted:
+                        members[base] = zf.read(n)
+        else:
+            raise CheckpointError(
+                f"{path} is not a .mdlus archive (neither zip nor tar); it may be truncated "
+                "or corrupt: download it again"
+            )
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read as a .mdlus archive ({err}); download it again") from err
+    missing = [w for w in wanted[:2] if w not in members]
+    if missing:
+        raise CheckpointError(
+            f"{path} lacks {missing} (found {sorted(members)}); a .mdlus archive holds "
+            "model.pt, args.json and metadata.json"
+        )
+    return members, fmt
+
+
+def read_mdlus(path: str | os.PathLike) -> MdlusArchive:
+    """Read a ``.mdlus`` archive (zip or tar) safely.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, truncated, corrupt or not an archive.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    members, fmt = _read_members(path)
+    try:
+        state = torch.load(io.BytesIO(members["model.pt"]), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged pickle
+        raise CheckpointError(f"model.pt in {path} cannot be loaded ({type(err).__name__}: {err})") from err
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"model.pt in {path} holds a {type(state).__name__}, not a state dict")
+    try:
+        args = json.loads(members["args.json"])
+        metadata = json.loads(members.get("metadata.json", b"{}"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"args.json or metadata.json in {path} is not valid JSON ({err})") from err
+    if "__name__" not in args or "__args__" not in args:
+        raise CheckpointError(f"args.json in {path} lacks __name__/__args__: {sorted(args)}")
+    return MdlusArchive(path, args["__name__"], dict(args["__args__"]), metadata, dict(state), fmt)
+
+
+def _songunet_config(name: str, args: Mapping[str, Any], path: Path) -> tuple[SongUNetConfig, dict]:
+    kwargs = dict(args)
+    kwargs.update(kwargs.pop("model_kwargs", None) or {})
+    for key, allowed in _REQUIRED_VALUES.items():
+        if key in kwargs and kwargs[key] not in allowed:
+            raise CheckpointError(
+                f"{path}: {key}={kwargs[key]!r} is not supported (supported: {allowed[0]!r})"
+            )
+    res = kwargs.get("img_resolution")
+    if res is None:
+        raise CheckpointError(f"{path}: args.json has no img_resolution")
+    if name == "StormCastUNet":
+        in_ch, out_ch = kwargs.get("img_in_channels"), kwargs.get("img_out_channels")
+        extra = {}
+    elif name == "EDMPrecond":
+        out_ch = kwargs.get("img_out_channels") or kwargs.get("img_channels")
+        in_ch = kwargs.get("img_in_channels") or kwargs.get("img_channels")
+        extra = {"sigma_data": float(kwargs.get("sigma_data", 0.5))}
+    else:
+        raise CheckpointError(f"{path}: network {name!r} is not supported; expected StormCastUNet or EDMPrecond")
+    if in_ch is None or out_ch is None:
+        raise CheckpointError(f"{path}: args.json lacks the input/output channel counts")
+    known = set(_SONGUNET_DEFAULTS) | set(_REQUIRED_VALUES) | _IGNORED
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise CheckpointError(f"{path}: unknown constructor arguments {unknown}")
+    net_args = {k: kwargs.get(k, v) for k, v in _SONGUNET_DEFAULTS.items()}
+    if isinstance(res, int):
+        res = [res, res]
+    config = SongUNetConfig(img_resolution=tuple(res), in_channels=int(in_ch), out_channels=int(out_ch), **net_args)
+    return config, extra
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``module`` requiring the same keys and shapes.
+
+    Raises
+    ------
+    CheckpointError
+        Listing the first missing, unexpected and mis-shaped entries and the
+        source file.
+    """
+    _check_shapes(module, state, source)
+    # Non-strict so that the modules' pre-hooks can rename legacy keys first;
+    # strictness is enforced on the result.
+    result = module.load_state_dict(dict(state), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        problems = []
+        if result.missing_keys:
+            problems.append(f"{len(result.missing_keys)} missing keys, first: {result.missing_keys[:5]}")
+        if result.unexpected_keys:
+            problems.append(f"{len(result.unexpected_keys)} unexpected keys, first: {result.unexpected_keys[:5]}")
+        raise CheckpointError(
+            f"checkpoint {source} does not match the network: " + "; ".join(problems)
+            + ". Check that the configuration matches the one the checkpoint was trained with"
+        )
+
+
+def _legacy_key(key: str) -> str:
+    for old, new in ((".norm2.", ".attn.norm."), (".qkv.", ".attn.qkv."), (".proj.", ".attn.proj.")):
+        if old in key and ".attn." not in key:
+            return key.replace(old, new)
+    return key
+
+
+def _check_shapes(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    own = module.state_dict()
+    bad = []
+    for key, value in state.items():
+        target = own.get(key, own.get(_legacy_key(key)))
+        if target is not None and tuple(target.shape) != tuple(value.shape):
+            bad.append(f"{key}: file {tuple(value.shape)} vs network {tuple(target.shape)}")
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {source} has {len(bad)} tensors of the wrong shape, first: {bad[:5]}. "
+            "The checkpoint was trained with another configuration (channels, grid or levels)"
+        )
+
+
+def load_mdlus(path: str | os.PathLike, expected: str | None = None) -> nn.Module:
+    """Build the network stored in a ``.mdlus`` archive and load its weights.
+
+    Parameters
+    ----------
+    path : path-like
+        ``StormCastUNet.*.mdlus`` or ``EDMPrecond.*.mdlus``.
+    expected : str, optional
+        ``"StormCastUNet"`` or ``"EDMPrecond"``: fail if the file holds the
+        other network.
+
+    Returns
+    -------
+    RegressionNet or EDMPrecond
+        In evaluation mode, on the CPU.
+    """
+    archive = read_mdlus(path)
+    if expected is not None and archive.name != expected:
+        raise CheckpointError(f"{archive.path} holds a {archive.name}, expected a {expected}")
+    config, extra = _songunet_config(archive.name, archive.args, archive.path)
+    net: nn.Module = RegressionNet(config) if archive.name == "StormCastUNet" else EDMPrecond(config, **extra)
+    load_state_dict_strict(net, archive.state_dict, str(archive.path))
+    return net.eval()
+
+
+def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Path:
+    """Write ``net`` as a PhysicsNeMo-compatible ``.mdlus`` archive (atomically).
+
+    Parameters
+    ----------
+    net : RegressionNet or EDMPrecond
+        The network.
+    path : path-like
+        Destination file.
+    fmt : str
+        ``"zip"`` (PhysicsNeMo >= 2.2) or ``"tar"`` (older readers).
+    """
+    c: SongUNetConfig = net.config
+    song = {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.to_dict().items()
+            if k in _SONGUNET_DEFAULTS}
+    if isinstance(net, RegressionNet):
+        if net.residual:
+            raise ValueError("a residual regression net has no PhysicsNeMo StormCastUNet equivalent; "
+                             "export it with save_package (the stormcast-plugin layout) instead")
+        name = "StormCastUNet"
+        args = dict(img_resolution=list(c.img_resolution), img_in_channels=c.in_channels,
+                    img_out_channels=c.out_channels, model_type="SongUNet", **song)
+        module = "physicsnemo.models.diffusion_unets.unet"
+    elif isinstance(net, EDMPrecond):
+        if net.has_residual_scale:
+            raise ValueError("a denoiser trained on a scaled residual (residual_scale != 1) has no PhysicsNeMo "
+                             "EDMPrecond equivalent; export it with save_package (the stormcast-plugin layout) "
+                             "instead")
+        name = "EDMPrecond"
+        args = dict(img_resolution=list(c.img_resolution), img_channels=c.out_channels,
+                    img_in_channels=c.in_channels, img_out_channels=c.out_channels,
+                    sigma_data=float(net.sigma_data), model_type="SongUNet", **song)
+        module = "physicsnemo.diffusion.preconditioners.legacy"
+    else:
+        raise TypeError(f"cannot write a {type(net).__name__} as .mdlus; expected RegressionNet or EDMPrecond")
+    blobs = {
+        "model.pt": _tensor_bytes({k: v.detach().cpu() for k, v in net.state_dict().items()
+                                   if k != "residual_scale"}),
+        "args.json": json.dumps({"__name__": name, "__module__": module, "__args__": args}).encode(),
+        "metadata.json": json.dumps({"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}).encode(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+                for n, b in blobs.items():
+                    zf.writestr(n, b)
+        elif fmt == "tar":
+            with tarfile.open(tmp, "w") as tar:
+                for n, b in blobs.items():
+                    info = tarfile.TarInfo(n)
+                    info.size = len(b)
+                    tar.addfile(info, io.BytesIO(b))
+        else:
+            raise ValueError(f"fmt {fmt!r} must be 'zip' or 'tar'")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _tensor_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    return buf.getvalue()

@@ -1,0 +1,469 @@
+"""StormCast as an earth2studio prognostic model.
+
+:class:`StormCast` adapts the pure-tensor core (:mod:`stormcast_plugin.models.nn.stormcast_nets`)
+to earth2studio's ``PrognosticModel`` protocol: coordinates in, coordinates
+out, one hour per step. It fetches the conditioning at each step's valid time
+from any earth2studio DataSource or ForecastSource, regrids it with weights
+computed once, normalises, steps and de-normalises.
+
+Coordinates are ``(batch, time, lead_time, variable, hrrr_y, hrrr_x)``; extra
+leading dimensions such as ``ensemble`` fold into ``batch``. Variables are
+matched by name. Each member's noise comes from a generator seeded by
+``(seed, member, initial time, lead time)``, so a member's forecast does not
+depend on the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Generator, Iterator
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from earth2studio.models.batch import batch_coords, batch_func
+from earth2studio.utils.coords import handshake_coords, handshake_dim
+
+from stormcast_plugin.data.conditioning import ConditioningFetcher
+from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
+from stormcast_plugin.utils.local_time import local_time_channels
+from stormcast_plugin.package._impl import StormCastPackage, load_package
+from stormcast_plugin.utils.variables import check_variables
+
+__all__ = ["StormCast", "member_noise", "member_seed"]
+
+CoordSystem = "OrderedDict[str, np.ndarray]"
+_ONE_HOUR = np.timedelta64(1, "h")
+_SPATIAL = ("hrrr_y", "hrrr_x")
+
+
+def member_seed(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64, stream: int = 0) -> int:
+    """The noise seed of one member at one step.
+
+    Derived from the forecast seed, the member's ensemble index, the initial
+    time and the lead time, so it is the same whatever batch, rank or order
+    the member runs in. ``stream`` > 0 gives further independent seeds for
+    the same step.
+    """
+    t = int(np.datetime64(time, "s").astype("int64"))
+    lead = int(np.timedelta64(lead_time, "s").astype("int64"))
+    entropy = [int(seed) & 0xFFFFFFFF, int(member), t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF, lead & 0xFFFFFFFF]
+    if stream:
+        entropy.append(int(stream))
+    state = np.random.SeedSequence(entropy)
+    return int(state.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+_NOISE_STREAM = 1  # member_seed stream of the innovations of the correlated sampler noise
+
+
+def member_noise(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64,
+                 shape: Sequence[int], memory_h: float) -> torch.Tensor:
+    r"""The initial sampler noise of one member at one step, correlated in time.
+
+    An AR(1) process over the hourly steps, :math:`n_0 = e_0`,
+    :math:`n_k = \rho\, n_{k-1} + \sqrt{1 - \rho^2}\, e_k` with
+    :math:`\rho = e^{-1/\tau}` (``tau = memory_h`` hours) and independent
+    standard normal innovations :math:`e_k` seeded by
+    ``member_seed(seed, member, time, k h, stream=1)``. It is summed directly,
+    :math:`n_k = \rho^k e_0 + \sqrt{1-\rho^2} \sum_{j<k} \rho^j e_{k-j}`,
+    over the last :math:`\lceil 3\tau \rceil` hours at most (weights
+    rescaled to unit variance), so a step needs no state from the previous
+    one and a member's noise does not depend on the batch it runs in. Every
+    :math:`n_k` is standard normal; neighbouring hours correlate by
+    :math:`\rho`. A call draws up to :math:`\lceil 3\tau \rceil + 1`
+    fields of ``shape`` on the CPU.
+
+    Parameters
+    ----------
+    seed, member, time
+        As in :func:`member_seed`.
+    lead_time : numpy.timedelta64
+        Lead time of the step's input state (a whole number of hours).
+    shape : sequence of int
+        Shape of one member's state ``[C, H, W]``.
+    memory_h : float
+        E-folding time :math:`\tau` in hours (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 noise of ``shape`` (CPU).
+    """
+    if not memory_h > 0:
+        raise ValueError(f"memory_h must be > 0 hours, got {memory_h!r}")
+    hours = np.timedelta64(lead_time, "s") / _ONE_HOUR
+    if hours < 0 or hours != int(hours):
+        raise ValueError(f"lead_time {lead_time} is not a whole, non-negative number of hours")
+    k = int(hours)
+    rho = math.exp(-1.0 / memory_h)
+    span = min(k, math.ceil(3.0 * memory_h))
+    weights = np.array([math.sqrt(1.0 - rho * rho) * rho ** j if j < k else rho ** k for j in range(span + 1)])
+    weights /= np.sqrt(np.sum(weights ** 2))
+    out = torch.zeros(tuple(shape), dtype=torch.float64)
+    for j, w in enumerate(weights):
+        g = torch.Generator(device="cpu")
+        g.manual_seed(member_seed(seed, member, time, (k - j) * _ONE_HOUR, stream=_NOISE_STREAM))
+        out += float(w) * torch.randn(tuple(shape), generator=g, dtype=torch.float64)
+    return out.float()
+
+
+class StormCast(torch.nn.Module):
+    """StormCast prognostic model (1-hour steps on a HRRR-like grid).
+
+    Parameters
+    ----------
+    package : StormCastPackage
+        Networks, variables, statistics, invariants, grid and sampler.
+    conditioning_data_source : DataSource or ForecastSource, optional
+        Source of the conditioning variables (ERA5 from ``ARCO`` or ``CDS``,
+        ``GFS_FX``, a local store ...). Required before the first step.
+    seed : int, optional
+        Base seed of the diffusion noise. ``None`` draws a fresh seed for each
+        forecast (results then differ between runs).
+    sampler_steps : int, optional
+        Overrides the package's number of sampler steps.
+    regression_only : bool
+        Skip the diffusion residual (deterministic mean forecast).
+    autocast_dtype : torch.dtype, optional
+        Run the networks under autocast (``torch.bfloat16`` on recent GPUs).
+    """
+
+    def __init__(
+        self,
+        package: StormCastPackage,
+        conditioning_data_source: Any = None,
+        *,
+        seed: int | None = None,
+        sampler_steps: int | None = None,
+        regression_only: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        package.validate()
+        self.package_info = dict(package.info)
+        self.nets = package.nets()
+        self.variables = np.array(package.state_variables)
+        self.conditioning_variables = np.array(package.conditioning_variables)
+        self.invariant_names = tuple(package.invariant_names)
+        self.local_time = bool(package.local_time)
+        self.grid = package.grid
+        self.hrrr_y = np.asarray(self.grid.y)
+        self.hrrr_x = np.asarray(self.grid.x)
+        self.lat = np.asarray(self.grid.lat)
+        self.lon = np.asarray(self.grid.lon)
+        sampler = package.sampler
+        if sampler_steps is not None:
+            sampler = SamplerOptions.from_dict({**sampler.to_dict(), "num_steps": sampler_steps})
+        self.sampler = sampler
+        self.seed = seed
+        self.regression_only = regression_only
+        self.autocast_dtype = autocast_dtype
+        f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        self.register_buffer("state_mean", f32(package.state_mean)[:, None, None])
+        self.register_buffer("state_std", f32(package.state_std)[:, None, None])
+        self.register_buffer("conditioning_mean", f32(package.conditioning_mean)[:, None, None])
+        self.register_buffer("conditioning_std", f32(package.conditioning_std)[:, None, None])
+        self.register_buffer("invariants", f32(package.invariants))
+        self._source = conditioning_data_source
+        self._fetcher: ConditioningFetcher | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load_default_package(cls) -> Any:
+        """The official StormCast v1 package (Hugging Face, pinned revision).
+
+        Returns an earth2studio ``Package``; :meth:`load_model` downloads it
+        through huggingface-hub (honouring ``HF_HOME`` and ``HF_HUB_OFFLINE``).
+        """
+        from earth2studio.models.auto import Package
+
+        from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION
+
+        return Package(f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}")
+
+    @classmethod
+    def load_model(
+        cls,
+        package: Any,
+        conditioning_data_source: Any = None,
+        *,
+        sampler_steps: int | None = None,
+        seed: int | None = None,
+        regression_only: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> "StormCast":
+        """Load a model from a package.
+
+        Parameters
+        ----------
+        package : Package, str or path
+            An earth2studio ``Package``, a local folder (official or exported
+            layout) or ``"hf://org/repo[@revision]"``.
+        conditioning_data_source : DataSource or ForecastSource, optional
+            Conditioning source; earth2studio's ``GFS_FX`` is created on first
+            use when none is given.
+        sampler_steps, seed, regression_only, autocast_dtype
+            See :class:`StormCast`.
+        """
+        pkg = package if isinstance(package, StormCastPackage) else load_package(package)
+        return cls(
+            pkg,
+            conditioning_data_source,
+            seed=seed,
+            sampler_steps=sampler_steps,
+            regression_only=regression_only,
+            autocast_dtype=autocast_dtype,
+        )
+
+    # -------------------------------------------------------------- conditioning
+    @property
+    def conditioning_data_source(self) -> Any:
+        return self._source
+
+    @conditioning_data_source.setter
+    def conditioning_data_source(self, source: Any) -> None:
+        self._source = source
+        self._fetcher = None
+
+    def _conditioning(self, times: np.ndarray, lead_time: np.timedelta64) -> torch.Tensor:
+        if self._fetcher is None:
+            if self._source is None:
+                from earth2studio.data import GFS_FX
+
+                self._source = GFS_FX()
+            self._fetcher = ConditioningFetcher(
+                self._source, list(self.conditioning_variables), self.grid, device=self.device
+            )
+        self._fetcher.device = self.device
+        cond = self._fetcher(times, lead_time)
+        return (cond.to(self.device) - self.conditioning_mean) / self.conditioning_std
+
+    # --------------------------------------------------------------- coordinates
+    @property
+    def device(self) -> torch.device:
+        return self.state_mean.device
+
+    def input_coords(self) -> CoordSystem:
+        """Input coordinate system (a new OrderedDict on every call)."""
+        return OrderedDict(
+            batch=np.empty(0),
+            time=np.empty(0),
+            lead_time=np.array([np.timedelta64(0, "h")]),
+            variable=np.array(self.variables),
+            hrrr_y=self.hrrr_y.copy(),
+            hrrr_x=self.hrrr_x.copy(),
+        )
+
+    @batch_coords()
+    def output_coords(self, input_coords: CoordSystem) -> CoordSystem:
+        """Validate ``input_coords`` and return the coordinates one hour later.
+
+        Raises
+        ------
+        ValueError
+            When dimensions, variables or the grid do not match the model.
+        """
+        self._check_coords(input_coords)
+        out = OrderedDict((k, np.asarray(v).copy()) for k, v in input_coords.items())
+        out["variable"] = np.array(self.variables)
+        out["lead_time"] = np.asarray(input_coords["lead_time"]) + _ONE_HOUR
+        return out
+
+    def _check_coords(self, coords: CoordSystem) -> None:
+        dims = list(coords)
+        expected = list(self.input_coords())
+        if dims[-5:] != expected[1:]:
+            raise ValueError(
+                f"coordinates have dimensions {dims}; expected [..., {', '.join(expected[1:])}]. "
+                "Put leading dimensions (batch, ensemble) first and use the HRRR dim names"
+            )
+        n = len(dims)
+        handshake_dim(coords, "hrrr_x", n - 1)
+        handshake_dim(coords, "hrrr_y", n - 2)
+        handshake_dim(coords, "variable", n - 3)
+        handshake_dim(coords, "lead_time", n - 4)
+        handshake_dim(coords, "time", n - 5)
+        for dim in _SPATIAL:
+            if len(coords[dim]) != len(getattr(self, dim)):
+                raise ValueError(
+                    f"{dim} has {len(coords[dim])} points; the model grid {self.grid.name!r} has "
+                    f"{len(getattr(self, dim))}. Crop the data to the model grid"
+                )
+        try:
+            handshake_coords(coords, self.input_coords(), list(_SPATIAL))
+        except ValueError:
+            self.grid.check_coords(np.asarray(coords["hrrr_y"]), np.asarray(coords["hrrr_x"]))
+        given = [str(v) for v in coords["variable"]]
+        extra = sorted(set(given) - set(self.variables.tolist()))
+        if extra:
+            raise ValueError(
+                f"state has variables the model does not know: {extra}; select the model's "
+                f"{len(self.variables)} variables (model.input_coords()['variable'])"
+            )
+        check_variables(given, self.variables.tolist(), "state")
+
+    def _reorder(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        self._check_coords(coords)
+        axis = len(coords) - 3
+        given = [str(v) for v in coords["variable"]]
+        if given == self.variables.tolist():
+            return x, coords
+        index = check_variables(given, self.variables.tolist(), "state")
+        x = torch.index_select(x, axis, torch.as_tensor(index, device=x.device))
+        coords = coords.copy()
+        coords["variable"] = np.array(self.variables)
+        return x, coords
+
+    # ------------------------------------------------------------------ stepping
+    def _member_ids(self, coords: CoordSystem) -> np.ndarray:
+        """Member id of every flattened leading entry: the ``ensemble``
+        coordinate value where there is one (combined with the position in
+        any other leading dimension), else the flat position."""
+        lead = list(coords)[: len(coords) - 5]
+        shape = [len(coords[d]) for d in lead]
+        flat = np.arange(int(np.prod(shape)), dtype=np.int64)  # 1 entry when no leading dims
+        if "ensemble" not in lead:
+            return flat
+        axes = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        k = lead.index("ensemble")
+        ens = np.asarray(coords["ensemble"]).astype(np.int64)[axes[k]]
+        rest = np.ravel_multi_index([a for i, a in enumerate(axes) if i != k], [n for i, n in enumerate(shape) if i != k]) if len(lead) > 1 else 0
+        return (ens + 1_000_003 * np.asarray(rest)).reshape(-1)
+
+    def _base_seed(self) -> int:
+        if self.seed is None:
+            self.seed = int.from_bytes(os.urandom(4), "little")
+        return int(self.seed)
+
+    def _generators(self, members: np.ndarray, coords: CoordSystem) -> list[torch.Generator]:
+        seed = self._base_seed()
+        lead = np.asarray(coords["lead_time"])[0]
+        gens = []
+        for m in members:
+            for t in np.asarray(coords["time"]):
+                g = torch.Generator(device="cpu")
+                g.manual_seed(member_seed(seed, int(m), t, lead))
+                gens.append(g)
+        return gens
+
+    def _check_finite(self, x: torch.Tensor) -> None:
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            axis_var = x.ndim - 3
+            per_var = bad.transpose(0, axis_var).reshape(x.shape[axis_var], -1).any(dim=1)
+            names = self.variables[per_var.cpu().numpy()].tolist()
+            raise ValueError(
+                f"the state contains NaN or infinite values in {names[:10]}; fill or drop "
+                "them before the forecast (StormCast needs complete fields)"
+            )
+
+    @torch.inference_mode()
+    def _step(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray) -> tuple[torch.Tensor, CoordSystem]:
+        """One hour for folded input ``[B, T, 1, C, H, W]``."""
+        out_coords = self.output_coords(coords)
+        b, t, nl, c, h, w = x.shape
+        if nl != 1:
+            raise ValueError(f"StormCast steps one lead time at a time; got {nl} lead times")
+        self._check_finite(x)
+        lead = np.asarray(coords["lead_time"])[0]
+        cond = self._conditioning(np.asarray(coords["time"]), lead)  # [T, Ce, H, W]
+        cond = cond.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
+        state = (x.reshape(b * t, c, h, w).to(self.device, torch.float32) - self.state_mean) / self.state_std
+        gens = None if self.regression_only else self._generators(members, coords)
+        noise = None
+        if gens is not None and self.sampler.noise_memory_h > 0:
+            seed = self._base_seed()
+            noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), self.sampler.noise_memory_h)
+                                 for m in members for tt in np.asarray(coords["time"])]).to(self.device)
+        inv = self.invariants
+        if self.local_time:  # [T, 2, H, W] at the valid time of the input state
+            clock = torch.from_numpy(local_time_channels(np.asarray(coords["time"]) + lead, self.lon))
+            clock = clock.to(self.device).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
+            inv = torch.cat([inv.unsqueeze(0).expand(b * t, -1, -1, -1), clock], dim=1)
+        nxt = self.nets.step(
+            state,
+            cond,
+            inv,
+            sampler=self.sampler,
+            generators=gens,
+            regression_only=self.regression_only,
+            autocast_dtype=self.autocast_dtype,
+            initial_noise=noise,
+        )
+        out = (nxt * self.state_std + self.state_mean).reshape(b, t, 1, c, h, w).to(x.dtype)
+        return out, out_coords
+
+    @batch_func()
+    def _call(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray) -> tuple[torch.Tensor, CoordSystem]:
+        return self._step(x, coords, members)
+
+    def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        """Advance the state one hour.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``[..., batch, time, lead_time, variable, hrrr_y, hrrr_x]`` state in
+            physical units. Never modified.
+        coords : CoordSystem
+            Its coordinates.
+
+        Returns
+        -------
+        tuple[torch.Tensor, CoordSystem]
+            The state one hour later and its coordinates.
+        """
+        x, coords = self._reorder(x, coords)
+        return self._call(x, coords, members=self._member_ids(coords))
+
+    def front_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        """Applied before every step (identity; replace to perturb or nudge)."""
+        return x, coords
+
+    def rear_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        """Applied after every step (identity; replace to post-process)."""
+        return x, coords
+
+    def create_iterator(self, x: torch.Tensor, coords: CoordSystem) -> Iterator[tuple[torch.Tensor, CoordSystem]]:
+        """Yield the initial condition, then one state per hour.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Initial state ``[..., batch, time, lead_time, variable, hrrr_y, hrrr_x]``.
+        coords : CoordSystem
+            Its coordinates.
+        """
+        x, coords = self._reorder(x, coords)
+        members = self._member_ids(coords)
+        self._base_seed()  # fix the seed once for the whole rollout
+        yield from _MemberBound(self, members)._run(x, coords)
+
+
+class _MemberBound:
+    """Binds the member ids of one iteration to the batched generator."""
+
+    def __init__(self, model: StormCast, members: np.ndarray) -> None:
+        self.model = model
+        self.members = members
+
+    def input_coords(self) -> CoordSystem:
+        return self.model.input_coords()
+
+    def output_coords(self, coords: CoordSystem) -> CoordSystem:
+        return self.model.output_coords(coords)
+
+    @batch_func()
+    def _run(self, x: torch.Tensor, coords: CoordSystem) -> Generator[tuple[torch.Tensor, CoordSystem], None, None]:
+        model = self.model
+        coords = coords.copy()
+        model.output_coords(coords)
+        yield x, coords
+        while True:
+            x, coords = model.front_hook(x, coords)
+            x, coords = model._step(x, coords, self.members)
+            x, coords = model.rear_hook(x, coords)
+            yield x, coords

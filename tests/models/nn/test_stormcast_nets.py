@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
+from stormcast_plugin.diffusion.samplers import make_generators
+from stormcast_plugin.models.nn import EDMPrecond, RegressionNet
+from tests.conftest import randomize_
+
+C, E, I = 3, 2, 2  # state, conditioning, invariant channels
+FAST = SamplerOptions(num_steps=3)
+
+
+@pytest.fixture
+def nets(tiny_config):
+    reg = randomize_(RegressionNet(tiny_config(in_channels=C + E + I, out_channels=C)), seed=1)
+    dif = randomize_(
+        EDMPrecond(tiny_config(in_channels=C + C + C + I, out_channels=C, embedding_type="positional")), seed=2
+    )
+    return StormCastNets(reg, dif)
+
+
+def _inputs(b=2, h=16, w=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, C, h, w, generator=g), torch.randn(b, E, h, w, generator=g),
+            torch.randn(I, h, w, generator=g))
+
+
+def test_step_is_regression_plus_sampled_residual(nets):
+    x, e, inv = _inputs()
+    mean = nets.regression(torch.cat([x, e, inv.expand(2, -1, -1, -1)], 1))
+    out_reg = nets.step(x, e, inv, regression_only=True)
+    torch.testing.assert_close(out_reg, mean)
+    out = nets.step(x, e, inv, sampler=FAST, generators=make_generators([5, 6]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert (out - mean).abs().mean() > 1e-3  # a residual was added
+
+
+def test_residual_scale_multiplies_the_sampled_residual(nets):
+    x, e, inv = _inputs()
+    mean = nets.step(x, e, inv, regression_only=True)
+    plain = nets.step(x, e, inv, sampler=FAST, generators=make_generators([5, 6]))
+    scale = torch.tensor([0.1, 2.0, 0.5])
+    nets.diffusion.set_residual_scale(scale)
+    scaled = nets.step(x, e, inv, sampler=FAST, generators=make_generators([5, 6]))
+    torch.testing.assert_close(scaled - mean, scale.reshape(1, -1, 1, 1) * (plain - mean), rtol=1e-4, atol=1e-5)
+
+
+def test_network_evaluation_count(nets):
+    calls = {"reg": 0, "dif": 0}
+    nets.regression.register_forward_hook(lambda *a: calls.__setitem__("reg", calls["reg"] + 1))
+    nets.diffusion.register_forward_hook(lambda *a: calls.__setitem__("dif", calls["dif"] + 1))
+    x, e, inv = _inputs(b=1)
+    nets.step(x, e, inv, sampler=SamplerOptions(num_steps=18), generators=make_generators([0]))
+    assert calls == {"reg": 1, "dif": 35}  # 36 evaluations for one StormCast hour
+
+
+def test_member_result_independent_of_batch(nets):
+    x, e, inv = _inputs(b=3)
+    batch = nets.step(x, e, inv, sampler=FAST, generators=make_generators([10, 11, 12]))
+    alone = nets.step(x[2:], e[2:], inv, sampler=FAST, generators=make_generators([12]))
+    # Same noise; only float32 rounding differs (kernels vary with batch size).
+    scale = batch[2:].abs().max().item()
+    torch.testing.assert_close(batch[2:], alone, rtol=0, atol=1e-3 * scale)
+    again = nets.step(x, e, inv, sampler=FAST, generators=make_generators([10, 11, 12]))
+    torch.testing.assert_close(batch, again, rtol=0, atol=0)
+    other = nets.step(x, e, inv, sampler=FAST, generators=make_generators([10, 11, 99]))
+    assert (other[2] - batch[2]).abs().max() > 1e-4
+
+
+def test_bfloat16_autocast_close_to_float32(nets):
+    x, e, inv = _inputs(b=1)
+    ref = nets.step(x, e, inv, sampler=FAST, generators=make_generators([3]))
+    low = nets.step(x, e, inv, sampler=FAST, generators=make_generators([3]), autocast_dtype=torch.bfloat16)
+    assert low.dtype == torch.float32
+    assert (low - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_inputs_are_not_modified(nets):
+    x, e, inv = _inputs()
+    copies = [t.clone() for t in (x, e, inv)]
+    nets.step(x, e, inv, sampler=FAST, generators=make_generators([1, 2]))
+    for a, b in zip((x, e, inv), copies):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda x, e, i: (x[:, :2], e, i), r"state has shape \(2, 2, 16, 24\); expected \[batch, 3, H, W\]"),
+        (lambda x, e, i: (x, e[:, :1], i), r"conditioning has shape .* expected \[batch, 2, H, W\]"),
+        (lambda x, e, i: (x, e, i[:1]), r"invariants has shape \(1, 1, 16, 24\); expected \[batch, 2, H, W\]"),
+        (lambda x, e, i: (x.round().long(), e, i), r"state has dtype torch.int64; expected a floating dtype"),
+        (lambda x, e, i: (x.index_put((torch.tensor([0]), torch.tensor([1])), torch.tensor(float("nan"))), e, i),
+         r"state contains NaN or infinite values in channels \[1\]"),
+        (lambda x, e, i: (x[..., :10, :], e[..., :10, :], i[..., :10, :]), r"multiple of 4.*nearest valid sizes"),
+        (lambda x, e, i: (x, e[:1], i), r"conditioning shape .* does not match the state"),
+    ],
+)
+def test_bad_inputs_are_named(nets, mutate, match):
+    x, e, inv = mutate(*_inputs())
+    with pytest.raises(ValueError, match=match):
+        nets.step(x, e, inv, sampler=FAST, generators=make_generators(list(range(x.shape[0]))))
+
+
+def test_mismatched_networks_rejected(tiny_config):
+    reg = RegressionNet(tiny_config(in_channels=7, out_channels=3))
+    dif = EDMPrecond(tiny_config(in_channels=10, out_channels=4, embedding_type="positional"))
+    with pytest.raises(ValueError, match="do not belong together"):
+        StormCastNets(reg, dif)
+
+
+def test_sampler_options_validation():
+    with pytest.raises(ValueError, match="num_steps"):
+        SamplerOptions(num_steps=0)
+    with pytest.raises(ValueError, match="unknown sampler options"):
+        SamplerOptions.from_dict({"steps": 3})
+    assert SamplerOptions.from_dict({"num_steps": "5", "S_churn": 1}).num_steps == 5
