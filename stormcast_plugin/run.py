@@ -151,8 +151,7 @@ def run_forecast(
     variables = [str(v) for v in model.variables]
     x0, coords0 = fetch_state(state_source, times, variables, model.grid)
     batch_size = min(batch_size or members, members)
-    if model.seed is None:
-        model._base_seed()
+    seed = model.forecast_seed()  # one base seed for every batch of members
 
     total = OrderedDict(ensemble=np.arange(members))
     total.update((k, v) for k, v in coords0.items() if k != "variable")
@@ -171,7 +170,7 @@ def run_forecast(
     base_attrs = {
         "model": str(model.package_info.get("name", "stormcast")),
         "model_description": str(model.package_info.get("description", "")),
-        "seed": int(model.seed),
+        "seed": int(seed),
         "members": int(members),
         "hours": int(hours),
         "sampler_steps": int(model.sampler.num_steps),
@@ -189,7 +188,7 @@ def run_forecast(
         x = x0.to(device).unsqueeze(0).expand(len(ens), *x0.shape)
         coords = OrderedDict(ensemble=ens)
         coords.update(coords0)
-        for step, (xs, cs) in enumerate(model.create_iterator(x, coords)):
+        for step, (xs, cs) in enumerate(model.create_iterator(x, coords, seed=seed)):
             out = OrderedDict((k, v) for k, v in cs.items() if k != "variable")
             io.write([xs[..., i, :, :].cpu() for i in range(len(variables))], out, variables)
             done_hours[ens] = step

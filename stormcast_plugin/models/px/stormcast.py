@@ -15,26 +15,28 @@ depend on the batch it runs in.
 
 from __future__ import annotations
 
+import importlib
 import math
-import os
+import sys
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from earth2studio.models.batch import batch_coords, batch_func
-from earth2studio.utils.coords import handshake_coords, handshake_dim
+from earth2studio.models.auto import AutoModelMixin
+from earth2studio.utils.coords import CoordSystem, handshake_coords, handshake_dim
 
 from stormcast_plugin.data.conditioning import ConditioningFetcher
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
 from stormcast_plugin.utils.local_time import local_time_channels
-from stormcast_plugin.package._impl import StormCastPackage, load_package
+from stormcast_plugin.package import DEFAULT_SOURCE, StormCastPackage, load_package
 from stormcast_plugin.utils.variables import check_variables
 
 __all__ = ["StormCast", "member_noise", "member_seed"]
 
-CoordSystem = "OrderedDict[str, np.ndarray]"
 _ONE_HOUR = np.timedelta64(1, "h")
 _SPATIAL = ("hrrr_y", "hrrr_x")
 
@@ -110,7 +112,34 @@ def member_noise(seed: int, member: int, time: np.datetime64, lead_time: np.time
     return out.float()
 
 
-class StormCast(torch.nn.Module):
+def _prognostic_mixin() -> type:
+    """earth2studio's ``PrognosticMixin`` (front and rear hooks).
+
+    Importing it the usual way runs ``earth2studio.models.px/__init__``, which
+    imports every model earth2studio ships (about 30 s). The mixin's own
+    module needs none of them, so it is loaded alone under its real name:
+    earth2studio's models import that same module object later, and the class
+    is earth2studio's own.
+    """
+    name = "earth2studio.models.px.utils"
+    if name not in sys.modules and "earth2studio.models.px" not in sys.modules:
+        import importlib.util
+
+        import earth2studio
+
+        path = Path(earth2studio.__file__).parent / "models" / "px" / "utils.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return importlib.import_module(name).PrognosticMixin
+
+
+class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
     """StormCast prognostic model (1-hour steps on a HRRR-like grid).
 
     Parameters
@@ -119,12 +148,24 @@ class StormCast(torch.nn.Module):
         Networks, variables, statistics, invariants, grid and sampler.
     conditioning_data_source : DataSource or ForecastSource, optional
         Source of the conditioning variables (ERA5 from ``ARCO`` or ``CDS``,
-        ``GFS_FX``, a local store ...). Required before the first step.
+        ``GFS_FX``, a local store ...). Required before the first step; set
+        it later with ``model.conditioning_data_source = source``.
     seed : int, optional
-        Base seed of the diffusion noise. ``None`` draws a fresh seed for each
-        forecast (results then differ between runs).
+        Base seed of the diffusion noise. With a seed, each member's noise
+        depends only on ``(seed, member, initial time, lead time)``: a run is
+        reproduced exactly, whatever the batch size. With ``None`` (the
+        default) every forecast (each ``__call__`` and each
+        ``create_iterator``) draws its base seed from torch's global
+        generator: repeated forecasts give fresh samples, and
+        ``torch.manual_seed(s)`` before them reproduces them.
     sampler_steps : int, optional
-        Overrides the package's number of sampler steps.
+        Number of sampler steps (default: the package's). Settable later as
+        ``model.sampler_steps``.
+    sampler_args : dict, optional
+        Other sampler settings (``sigma_min``, ``sigma_max``, ``rho``,
+        ``S_churn``, ``S_min``, ``S_max``, ``S_noise``, ``noise_memory_h``)
+        overriding the package's. ``model.sampler_args`` is a plain dict read
+        at every step: changes take effect on the next step.
     regression_only : bool
         Skip the diffusion residual (deterministic mean forecast).
     autocast_dtype : torch.dtype, optional
@@ -138,6 +179,7 @@ class StormCast(torch.nn.Module):
         *,
         seed: int | None = None,
         sampler_steps: int | None = None,
+        sampler_args: Mapping[str, Any] | None = None,
         regression_only: bool = False,
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
@@ -154,10 +196,11 @@ class StormCast(torch.nn.Module):
         self.hrrr_x = np.asarray(self.grid.x)
         self.lat = np.asarray(self.grid.lat)
         self.lon = np.asarray(self.grid.lon)
-        sampler = package.sampler
-        if sampler_steps is not None:
-            sampler = SamplerOptions.from_dict({**sampler.to_dict(), "num_steps": sampler_steps})
-        self.sampler = sampler
+        defaults = package.sampler.to_dict()
+        self.sampler_steps = int(defaults.pop("num_steps") if sampler_steps is None else sampler_steps)
+        defaults.pop("num_steps", None)
+        self.sampler_args: dict[str, Any] = {**defaults, **dict(sampler_args or {})}
+        _ = self.sampler  # refuse bad settings now rather than at the first step
         self.seed = seed
         self.regression_only = regression_only
         self.autocast_dtype = autocast_dtype
@@ -177,12 +220,11 @@ class StormCast(torch.nn.Module):
 
         Returns an earth2studio ``Package``; :meth:`load_model` downloads it
         through huggingface-hub (honouring ``HF_HOME`` and ``HF_HUB_OFFLINE``).
+        ``StormCast.from_pretrained()`` loads it in one call.
         """
         from earth2studio.models.auto import Package
 
-        from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION
-
-        return Package(f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}")
+        return Package(DEFAULT_SOURCE)
 
     @classmethod
     def load_model(
@@ -191,6 +233,7 @@ class StormCast(torch.nn.Module):
         conditioning_data_source: Any = None,
         *,
         sampler_steps: int | None = None,
+        sampler_args: Mapping[str, Any] | None = None,
         seed: int | None = None,
         regression_only: bool = False,
         autocast_dtype: torch.dtype | None = None,
@@ -199,24 +242,47 @@ class StormCast(torch.nn.Module):
 
         Parameters
         ----------
-        package : Package, str or path
+        package : Package, StormCastPackage, str or path
             An earth2studio ``Package``, a local folder (official or exported
             layout) or ``"hf://org/repo[@revision]"``.
         conditioning_data_source : DataSource or ForecastSource, optional
-            Conditioning source; earth2studio's ``GFS_FX`` is created on first
-            use when none is given.
-        sampler_steps, seed, regression_only, autocast_dtype
+            Conditioning source. As in earth2studio's ``StormCast.load_model``,
+            the default is earth2studio's ``GFS_FX()`` (GFS forecasts, which
+            need network access at the first step); pass ``ARCO()``, ``CDS()``
+            or a local source for ERA5 or offline use.
+        sampler_steps, sampler_args, seed, regression_only, autocast_dtype
             See :class:`StormCast`.
         """
         pkg = package if isinstance(package, StormCastPackage) else load_package(package)
+        if conditioning_data_source is None:
+            from earth2studio.data import GFS_FX
+
+            conditioning_data_source = GFS_FX()
         return cls(
             pkg,
             conditioning_data_source,
             seed=seed,
             sampler_steps=sampler_steps,
+            sampler_args=sampler_args,
             regression_only=regression_only,
             autocast_dtype=autocast_dtype,
         )
+
+    # ------------------------------------------------------------------ sampler
+    @property
+    def sampler(self) -> SamplerOptions:
+        """The sampler settings in force: ``sampler_steps`` and ``sampler_args``.
+
+        Raises
+        ------
+        ValueError
+            Naming an unknown setting or a bad value (and how to fix it).
+        """
+        try:
+            return SamplerOptions.from_dict({**self.sampler_args, "num_steps": self.sampler_steps})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"bad sampler settings on the model ({err}); fix model.sampler_steps or "
+                             "model.sampler_args") from None
 
     # -------------------------------------------------------------- conditioning
     @property
@@ -231,9 +297,10 @@ class StormCast(torch.nn.Module):
     def _conditioning(self, times: np.ndarray, lead_time: np.timedelta64) -> torch.Tensor:
         if self._fetcher is None:
             if self._source is None:
-                from earth2studio.data import GFS_FX
-
-                self._source = GFS_FX()
+                raise RuntimeError(
+                    "StormCast has no conditioning data source; set one before the first step, for example "
+                    "`model.conditioning_data_source = earth2studio.data.ARCO()` (ERA5), or pass it to "
+                    "StormCast(...) / StormCast.load_model(package, conditioning_data_source)")
             self._fetcher = ConditioningFetcher(
                 self._source, list(self.conditioning_variables), self.grid, device=self.device
             )
@@ -333,13 +400,15 @@ class StormCast(torch.nn.Module):
         rest = np.ravel_multi_index([a for i, a in enumerate(axes) if i != k], [n for i, n in enumerate(shape) if i != k]) if len(lead) > 1 else 0
         return (ens + 1_000_003 * np.asarray(rest)).reshape(-1)
 
-    def _base_seed(self) -> int:
-        if self.seed is None:
-            self.seed = int.from_bytes(os.urandom(4), "little")
-        return int(self.seed)
+    def forecast_seed(self) -> int:
+        """The base seed for one forecast: ``seed`` when set, else a fresh
+        draw from torch's global generator (so ``torch.manual_seed``
+        reproduces seedless runs)."""
+        if self.seed is not None:
+            return int(self.seed)
+        return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
-    def _generators(self, members: np.ndarray, coords: CoordSystem) -> list[torch.Generator]:
-        seed = self._base_seed()
+    def _generators(self, seed: int, members: np.ndarray, coords: CoordSystem) -> list[torch.Generator]:
         lead = np.asarray(coords["lead_time"])[0]
         gens = []
         for m in members:
@@ -361,22 +430,23 @@ class StormCast(torch.nn.Module):
             )
 
     @torch.inference_mode()
-    def _step(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray) -> tuple[torch.Tensor, CoordSystem]:
+    def _step(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray,
+              seed: int) -> tuple[torch.Tensor, CoordSystem]:
         """One hour for folded input ``[B, T, 1, C, H, W]``."""
         out_coords = self.output_coords(coords)
         b, t, nl, c, h, w = x.shape
         if nl != 1:
             raise ValueError(f"StormCast steps one lead time at a time; got {nl} lead times")
         self._check_finite(x)
+        sampler = self.sampler
         lead = np.asarray(coords["lead_time"])[0]
         cond = self._conditioning(np.asarray(coords["time"]), lead)  # [T, Ce, H, W]
         cond = cond.unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
         state = (x.reshape(b * t, c, h, w).to(self.device, torch.float32) - self.state_mean) / self.state_std
-        gens = None if self.regression_only else self._generators(members, coords)
+        gens = None if self.regression_only else self._generators(seed, members, coords)
         noise = None
-        if gens is not None and self.sampler.noise_memory_h > 0:
-            seed = self._base_seed()
-            noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), self.sampler.noise_memory_h)
+        if gens is not None and sampler.noise_memory_h > 0:
+            noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), sampler.noise_memory_h)
                                  for m in members for tt in np.asarray(coords["time"])]).to(self.device)
         inv = self.invariants
         if self.local_time:  # [T, 2, H, W] at the valid time of the input state
@@ -387,7 +457,7 @@ class StormCast(torch.nn.Module):
             state,
             cond,
             inv,
-            sampler=self.sampler,
+            sampler=sampler,
             generators=gens,
             regression_only=self.regression_only,
             autocast_dtype=self.autocast_dtype,
@@ -397,9 +467,11 @@ class StormCast(torch.nn.Module):
         return out, out_coords
 
     @batch_func()
-    def _call(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray) -> tuple[torch.Tensor, CoordSystem]:
-        return self._step(x, coords, members)
+    def _call(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray,
+              seed: int) -> tuple[torch.Tensor, CoordSystem]:
+        return self._step(x, coords, members, seed)
 
+    # -------------------------------------------------------------------- call
     def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
         """Advance the state one hour.
 
@@ -417,17 +489,11 @@ class StormCast(torch.nn.Module):
             The state one hour later and its coordinates.
         """
         x, coords = self._reorder(x, coords)
-        return self._call(x, coords, members=self._member_ids(coords))
+        return self._call(x, coords, members=self._member_ids(coords), seed=self.forecast_seed())
 
-    def front_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
-        """Applied before every step (identity; replace to perturb or nudge)."""
-        return x, coords
-
-    def rear_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
-        """Applied after every step (identity; replace to post-process)."""
-        return x, coords
-
-    def create_iterator(self, x: torch.Tensor, coords: CoordSystem) -> Iterator[tuple[torch.Tensor, CoordSystem]]:
+    # ---------------------------------------------------------------- iterator
+    def create_iterator(self, x: torch.Tensor, coords: CoordSystem, *,
+                        seed: int | None = None) -> Iterator[tuple[torch.Tensor, CoordSystem]]:
         """Yield the initial condition, then one state per hour.
 
         Parameters
@@ -436,19 +502,23 @@ class StormCast(torch.nn.Module):
             Initial state ``[..., batch, time, lead_time, variable, hrrr_y, hrrr_x]``.
         coords : CoordSystem
             Its coordinates.
+        seed : int, optional
+            Base seed of this rollout; default :meth:`forecast_seed` (drawn
+            once, when the iterator is created).
         """
         x, coords = self._reorder(x, coords)
         members = self._member_ids(coords)
-        self._base_seed()  # fix the seed once for the whole rollout
-        yield from _MemberBound(self, members)._run(x, coords)
+        seed = self.forecast_seed() if seed is None else int(seed)
+        yield from _Rollout(self, members, seed)._run(x, coords)
 
 
-class _MemberBound:
-    """Binds the member ids of one iteration to the batched generator."""
+class _Rollout:
+    """Binds one rollout's member ids and seed to the batched generator."""
 
-    def __init__(self, model: StormCast, members: np.ndarray) -> None:
+    def __init__(self, model: StormCast, members: np.ndarray, seed: int) -> None:
         self.model = model
         self.members = members
+        self.seed = seed
 
     def input_coords(self) -> CoordSystem:
         return self.model.input_coords()
@@ -464,6 +534,6 @@ class _MemberBound:
         yield x, coords
         while True:
             x, coords = model.front_hook(x, coords)
-            x, coords = model._step(x, coords, self.members)
+            x, coords = model._step(x, coords, self.members, self.seed)
             x, coords = model.rear_hook(x, coords)
             yield x, coords
