@@ -373,7 +373,18 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         check_variables(given, self.variables.tolist(), "state")
 
     def _reorder(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        """Check a call's tensor and coordinates; put the variables in model order."""
         self._check_coords(coords)
+        sizes = tuple(len(v) for v in coords.values())
+        if tuple(x.shape) != sizes:
+            raise ValueError(f"the state has shape {tuple(x.shape)} but its coordinates {list(coords)} have "
+                             f"sizes {sizes}; give coordinates that describe the tensor")
+        if x.numel() == 0:
+            empty = [d for d, n in zip(coords, sizes) if n == 0]
+            raise ValueError(f"the state is empty along {empty}; give at least one member and one time")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"the state has dtype {x.dtype}; StormCast needs floating-point values in physical "
+                            "units (convert with x.float())")
         axis = len(coords) - 3
         given = [str(v) for v in coords["variable"]]
         if given == self.variables.tolist():

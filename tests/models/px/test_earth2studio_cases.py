@@ -290,3 +290,17 @@ def test_xarray_backend_gaussian_perturbation_hooks_and_earth2studio_statistics(
     assert "ensemble" not in mc
     np.testing.assert_allclose(m.numpy(), t2m.mean("ensemble").values, rtol=1e-5)
     assert torch.isfinite(s).all() and float(s[..., -1, :, :].mean()) > 0
+
+
+# ------------------------------------------------------------- bad calls
+def test_an_empty_batch_an_integer_tensor_and_a_shape_mismatch_are_refused(package):
+    model = _model(package, seed=1)
+    x, coords = _initial(package)
+    ens = OrderedDict(ensemble=np.arange(0))
+    ens.update(coords)
+    with pytest.raises(ValueError, match=r"empty along \['ensemble'\]"):
+        model(x.unsqueeze(0)[:0], ens)
+    with pytest.raises(TypeError, match="dtype torch.int32.*x.float"):
+        model(x.to(torch.int32), coords)
+    with pytest.raises(ValueError, match="has shape .* sizes"):
+        model(x[..., :-1], coords)  # one column short of what the coordinates say
