@@ -29,7 +29,7 @@ from earth2studio.utils.coords import handshake_coords, handshake_dim
 from stormcast_plugin.data.conditioning import ConditioningFetcher
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
 from stormcast_plugin.utils.local_time import local_time_channels
-from stormcast_plugin.package._impl import StormCastPackage, load_package
+from stormcast_plugin.package import StormCastPackage, load_package
 from stormcast_plugin.utils.variables import check_variables
 
 __all__ = ["StormCast", "member_noise", "member_seed"]
@@ -180,7 +180,7 @@ class StormCast(torch.nn.Module):
         """
         from earth2studio.models.auto import Package
 
-        from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION
+        from stormcast_plugin.package import DEFAULT_REPO, DEFAULT_REVISION
 
         return Package(f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}")
 
