@@ -15,6 +15,7 @@ from stormcast_plugin.package.native import save_package
 from stormcast_plugin.package.official import write_official_layout
 from stormcast_plugin.package.resolve import resolve_package
 from stormcast_plugin.package.spec import (
+    CHECKSUM_NAME,
     DEFAULT_REPO,
     DEFAULT_REVISION,
     DEFAULT_SOURCE,
@@ -28,6 +29,7 @@ from stormcast_plugin.package.spec import (
 )
 
 __all__ = [
+    "CHECKSUM_NAME",
     "DEFAULT_REPO",
     "DEFAULT_REVISION",
     "DEFAULT_SOURCE",

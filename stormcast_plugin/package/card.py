@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from stormcast_plugin.package.spec import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, StormCastPackage
+from stormcast_plugin.package.spec import CHECKSUM_NAME, FORMAT_NAME, FORMAT_VERSION, StormCastPackage
 
 __all__ = ["model_card"]
 
@@ -90,8 +90,9 @@ model = StormCast.load_model("path/to/this/folder")
 ```
 
 or `stormcast_plugin.load_package("path/to/this/folder")` for the raw parts.
-Every file's SHA-256 is listed in `{MANIFEST_NAME}` and checked on load, so edit
-nothing here by hand.
+The SHA-256 of every file, this one and the manifest included, is listed in
+`{CHECKSUM_NAME}` (check a copy with `sha256sum -c {CHECKSUM_NAME}`) and
+checked on load, so edit nothing here by hand.
 
 ## Source and license
 

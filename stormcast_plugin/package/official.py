@@ -6,7 +6,9 @@ format 2 in a zip: names, statistics, invariants). ``model.yaml`` is an
 OmegaConf file; it is parsed with ``yaml.safe_load`` and only the keys
 ``data.invariants`` and ``sampler_args`` are read. Interpolations such as
 ``${eval:...}`` are never evaluated: where they appear in a key that is
-read, loading stops with an error.
+read, loading stops with an error. ``metadata.zarr.zip`` is read with
+:class:`~stormcast_plugin.package.zarr_zip.ZarrZip`, each array's size
+checked against what the networks need before it is read.
 """
 
 from __future__ import annotations
@@ -32,12 +34,23 @@ from stormcast_plugin.package.spec import (
     PackageFormatError,
     StormCastPackage,
 )
-from stormcast_plugin.package.storage import AtomicDir, grid_from_parts, grid_to_parts, json_safe
+from stormcast_plugin.package.storage import (
+    GRID_ARRAYS,
+    AtomicDir,
+    grid_from_parts,
+    grid_to_parts,
+    json_safe,
+    read_limited,
+)
+from stormcast_plugin.package.zarr_zip import ZarrZip
 
 __all__ = ["load_official", "write_official_layout"]
 
 _SAMPLER_KEYS = ("num_steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise")
 _GRID_ATTR = "stormcast_plugin_grid"
+_MAX_YAML_BYTES = 1 << 22
+MAX_GRID_POINTS = 1 << 24
+"""Largest grid (4096 x 4096 points) a custom grid in ``metadata.zarr.zip`` may describe."""
 
 
 # --------------------------------------------------------------------------- model.yaml
@@ -59,7 +72,7 @@ def _read_model_yaml(path: Path) -> dict:
     import yaml
 
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_limited(path, _MAX_YAML_BYTES).decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise PackageFormatError(f"{path} is not valid YAML ({err})") from err
     if config is None:
@@ -116,51 +129,78 @@ def _official_invariant_names(config: dict, available: list[str], path: Path) ->
 
 
 # --------------------------------------------------------------------------- metadata.zarr.zip
-def _read_metadata_zip(path: Path) -> dict[str, Any]:
-    import xarray as xr
-    import zarr
+def _read_metadata(path: Path, n_state: int, n_other: int) -> dict[str, Any]:
+    """Names, statistics, invariants and grid of ``metadata.zarr.zip``.
 
-    try:
-        store = zarr.storage.ZipStore(str(path), mode="r")
-    except (zipfile.BadZipFile, OSError) as err:
-        raise PackageFormatError(f"{path} is not a readable zip ({err}); download it again") from err
-    try:
-        try:
-            ds = xr.open_zarr(store, zarr_format=2, chunks=None)
-        except Exception as err:  # zarr/xarray raise many kinds for a bad store
-            raise PackageFormatError(f"{path} is not a zarr (format 2) store ({type(err).__name__}: {err})") from err
-        with ds:
-            needed = ("variable", "conditioning_variable", "means", "stds", "conditioning_means",
-                      "conditioning_stds", "invariants")
-            missing = [n for n in needed if n not in ds.variables]
-            if missing:
-                raise PackageFormatError(
-                    f"{path} lacks the arrays {missing} (has {sorted(map(str, ds.variables))})"
+    ``n_state`` is the number of state channels the networks predict and
+    ``n_other`` the number of further input channels (conditioning and
+    invariants); every declared size is checked against them (or the grid)
+    before the array is read.
+    """
+    with ZarrZip(path) as z:
+        n_var, n_cond = z.shape("variable"), z.shape("conditioning_variable")
+        if n_var != (n_state,):
+            raise z.error(f"array 'variable' declares shape {n_var}; the networks predict {n_state} state channels")
+        if len(n_cond) != 1 or n_cond[0] > n_other:
+            raise z.error(f"array 'conditioning_variable' declares shape {n_cond}; the networks take at most "
+                          f"{n_other} channels besides the state")
+        out: dict[str, Any] = {}
+        for names, values, n in (("variable", ("means", "stds"), n_state),
+                                 ("conditioning_variable", ("conditioning_means", "conditioning_stds"), n_cond[0])):
+            out[names] = [str(v) for v in z.read(names, (n,))]
+            for key in values:
+                out[key] = np.asarray(z.read(key, (n,)), dtype=np.float32)
+
+        inv_shape = z.shape("invariants")
+        if len(inv_shape) != 3:
+            raise z.error(f"invariants has shape {inv_shape}; expected (invariant, y, x)")
+        if inv_shape[0] > n_other:
+            raise z.error(f"invariants declares {inv_shape[0]} fields; the networks take at most {n_other} "
+                          "channels besides the state")
+        inv_dim = z.dims("invariants")[0]
+        if z.has(inv_dim):
+            out["invariant"] = [str(v) for v in z.read(inv_dim, (inv_shape[0],))]
+        else:
+            out["invariant"] = [f"invariant{i}" for i in range(inv_shape[0])]
+
+        grid_json = z.attrs().get(_GRID_ATTR)
+        if grid_json:
+            grid = _metadata_grid(z, grid_json)
+        else:
+            from stormcast_plugin.utils.grid import ModelGrid
+
+            grid = ModelGrid.hrrr()
+            if tuple(inv_shape[1:]) != tuple(grid.shape):
+                raise z.error(
+                    f"invariants cover a {tuple(inv_shape[1:])} grid and the file does not describe its grid; "
+                    f"the official StormCast grid is {tuple(grid.shape)}. Export custom grids with "
+                    "write_official_layout, which records the grid"
                 )
-            inv = ds["invariants"]
-            if inv.ndim != 3:
-                raise PackageFormatError(f"{path}: invariants has dims {inv.dims}; expected (invariant, y, x)")
-            inv_dim = inv.dims[0]
-            if inv_dim in ds.variables:
-                inv_names = [str(v) for v in ds[inv_dim].values]
-            else:
-                inv_names = [f"invariant{i}" for i in range(inv.shape[0])]
-            out: dict[str, Any] = {
-                "variable": [str(v) for v in ds["variable"].values],
-                "conditioning_variable": [str(v) for v in ds["conditioning_variable"].values],
-                "invariant": inv_names,
-                "invariants": np.asarray(inv.values, dtype=np.float32),
-            }
-            for k in ("means", "stds", "conditioning_means", "conditioning_stds"):
-                out[k] = np.asarray(ds[k].values, dtype=np.float32).reshape(-1)
-            grid_json = ds.attrs.get(_GRID_ATTR)
-            out["grid"] = json.loads(grid_json) if grid_json else None
-            out["grid_arrays"] = {
-                f"grid.{k}": np.asarray(ds[k].values) for k in ("lat", "lon", "y", "x") if k in ds.variables
-            }
-    finally:
-        store.close()
+        out["grid"] = grid
+        out["invariants"] = np.asarray(z.read("invariants", (inv_shape[0], *grid.shape)), dtype=np.float32)
     return out
+
+
+def _metadata_grid(z: ZarrZip, grid_json: Any) -> Any:
+    """The grid recorded by :func:`write_official_layout`, its arrays read at their checked sizes."""
+    try:
+        meta = json.loads(grid_json) if isinstance(grid_json, str) else None
+    except json.JSONDecodeError as err:
+        raise z.error(f"the attribute {_GRID_ATTR} is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise z.error(f"the attribute {_GRID_ATTR} is {str(grid_json)[:80]!r}; expected a JSON grid description")
+    refs = {k: v["array"] for k, v in meta.items() if isinstance(v, Mapping) and set(v) == {"array"}}
+    arrays: dict[str, np.ndarray] = {}
+    if refs:
+        if set(refs) != set(GRID_ARRAYS) or any(refs[k] != f"grid.{k}" for k in refs):
+            raise z.error(f"the attribute {_GRID_ATTR} refers to arrays {refs}; expected y, x, lat and lon")
+        ny, nx = z.shape("y"), z.shape("x")
+        if len(ny) != 1 or len(nx) != 1 or ny[0] * nx[0] > MAX_GRID_POINTS or 0 in ny + nx:
+            raise z.error(f"the grid declares y {ny} and x {nx}; expected 1-D axes of at most "
+                          f"{MAX_GRID_POINTS} points together")
+        shapes = {"y": ny, "x": nx, "lat": ny + nx, "lon": ny + nx}
+        arrays = {f"grid.{k}": z.read(k, shapes[k]) for k in GRID_ARRAYS}
+    return grid_from_parts(meta, arrays, str(z.path))
 
 
 # --------------------------------------------------------------------------- loading
@@ -171,23 +211,10 @@ def load_official(folder: Path, label: str) -> StormCastPackage:
     sampler = _official_sampler(config, ypath)
     regression = load_mdlus(folder / REGRESSION_FILE, expected="StormCastUNet")
     diffusion = load_mdlus(folder / DIFFUSION_FILE, expected="EDMPrecond")
-    mpath = folder / METADATA_FILE
-    meta = _read_metadata_zip(mpath)
+    rc = regression.config
+    meta = _read_metadata(folder / METADATA_FILE, rc.out_channels, rc.in_channels - rc.out_channels)
     names = _official_invariant_names(config, meta["invariant"], ypath)
     idx = [meta["invariant"].index(n) for n in names]
-    invariants = meta["invariants"][idx]
-    if meta["grid"] is not None:
-        grid = grid_from_parts(meta["grid"], meta["grid_arrays"], str(mpath))
-    else:
-        from stormcast_plugin.utils.grid import ModelGrid
-
-        grid = ModelGrid.hrrr()
-        if tuple(invariants.shape[1:]) != tuple(grid.shape):
-            raise PackageFormatError(
-                f"{mpath}: invariants cover a {tuple(invariants.shape[1:])} grid and the file does not "
-                f"describe its grid; the official StormCast grid is {tuple(grid.shape)}. Export custom "
-                "grids with write_official_layout, which records the grid"
-            )
     info = {
         "name": DEFAULT_REPO.split("/")[1],
         "description": "StormCast v1: kilometre-scale HRRR emulator (regression + EDM diffusion) "
@@ -208,8 +235,8 @@ def load_official(folder: Path, label: str) -> StormCastPackage:
         state_std=meta["stds"],
         conditioning_mean=meta["conditioning_means"],
         conditioning_std=meta["conditioning_stds"],
-        invariants=invariants,
-        grid=grid,
+        invariants=meta["invariants"][idx],
+        grid=meta["grid"],
         sampler=sampler,
         info=info,
     )
@@ -250,12 +277,12 @@ def write_official_layout(
     Raises
     ------
     ValueError
-        When the package is inconsistent or has parts the official layout
-        cannot describe.
+        When the package is inconsistent, has NaN or infinite weights, or has
+        parts the official layout cannot describe.
     """
     import yaml
 
-    pkg.validate()
+    pkg.validate().check_finite_weights()
     if pkg.diffusion is None:
         raise ValueError(
             "the official layout needs a diffusion net (EDMPrecond.0.0.mdlus) but the package has none; "

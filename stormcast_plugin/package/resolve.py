@@ -4,20 +4,22 @@ Hugging Face sources are downloaded with ``huggingface_hub.snapshot_download``
 (which honours ``HF_HOME``, ``HF_HUB_OFFLINE`` and the hub cache). An
 earth2studio ``Package`` on another file system (``ngc://``, ``s3://``, ...)
 fetches each file through the package itself; the files are then gathered
-under their own names in a staging folder.
+under their own names in a private staging folder of the current user.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from stormcast_plugin.package.native import read_manifest
 from stormcast_plugin.package.spec import (
+    CHECKSUM_NAME,
     DEFAULT_REPO,
     DEFAULT_REVISION,
     DEFAULT_SOURCE,
@@ -28,7 +30,7 @@ from stormcast_plugin.package.spec import (
     PackageNotFoundError,
 )
 
-__all__ = ["resolve_package", "source_label"]
+__all__ = ["resolve_package", "source_label", "staging_root"]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -53,7 +55,10 @@ def resolve_package(
         repository uses :data:`DEFAULT_REVISION` and others ``main``.
     cache_dir : path-like, optional
         Hugging Face cache folder (default: ``$HF_HUB_CACHE`` or
-        ``$HF_HOME/hub``).
+        ``$HF_HOME/hub``). Packages on other file systems are staged in its
+        ``stormcast_plugin-staged`` folder (default: ``stormcast_plugin-<uid>``
+        in the system temporary folder), which must belong to the current
+        user and be closed to others.
 
     Returns
     -------
@@ -65,6 +70,8 @@ def resolve_package(
     PackageNotFoundError
         When the folder does not exist or the download is impossible (offline
         with nothing cached, unknown repository or revision).
+    PermissionError
+        When the staging folder belongs to another user or is open to others.
     ValueError, TypeError
         For a malformed source.
     """
@@ -108,7 +115,7 @@ def source_label(source: Any, folder: Path) -> str:
 
 
 def _local_dir(path: Path) -> Path:
-    if path.is_file() and (path.name in OFFICIAL_FILES or path.name == MANIFEST_NAME):
+    if path.is_file() and (path.name in OFFICIAL_FILES or path.name in (MANIFEST_NAME, CHECKSUM_NAME)):
         path = path.parent
     if not path.exists():
         raise PackageNotFoundError(
@@ -202,12 +209,59 @@ def _resolve_e2s_package(package: Any, *, revision: str | None, cache_dir: Any) 
     return _stage_remote(package, cache_dir)
 
 
-# --------------------------------------------------------------------------- staging
+# --------------------------------------------------------------------------- private staging
+def _private_dir(path: Path) -> Path:
+    """Create ``path`` (mode 0700) or check that the existing one is the current user's and closed to others."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    fix = "remove it (or pass cache_dir= to stage elsewhere)"
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"the staging folder {path} is not a folder (a link or a file); {fix}")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise PermissionError(
+            f"the staging folder {path} belongs to user id {st.st_uid}, not to you (user id {os.getuid()}); "
+            f"another user could swap the package files in it: {fix}"
+        )
+    if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(
+            f"the staging folder {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be private (0700) "
+            f"so that no other user can swap the package files in it: chmod 700 it or {fix}"
+        )
+    return path
+
+
+def staging_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The current user's private folder for staging remote packages.
+
+    ``<cache_dir>/stormcast_plugin-staged`` when ``cache_dir`` is given,
+    otherwise ``stormcast_plugin-<uid>`` in the system temporary folder;
+    created with mode 0700.
+
+    Raises
+    ------
+    PermissionError
+        When the folder exists but is a link, belongs to another user or is
+        open to others.
+    """
+    if cache_dir is not None:
+        base = Path(cache_dir).expanduser()
+        base.mkdir(parents=True, exist_ok=True)
+        return _private_dir(base / "stormcast_plugin-staged")
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return _private_dir(Path(tempfile.gettempdir()) / f"stormcast_plugin-{user}")
+
+
 def _stage_remote(package: Any, cache_dir: Any) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(package.root)).strip("_")
-    base = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "stormcast_plugin"
-    stage = base / "staged" / safe
-    stage.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(package.root)).strip("_.") or "package"
+    stage = _private_dir(staging_root(cache_dir) / safe[:200])
+    for old in stage.iterdir():  # files of an earlier staging of this root
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
     def fetch(name: str) -> bool:
         try:
@@ -215,8 +269,6 @@ def _stage_remote(package: Any, cache_dir: Any) -> Path:
         except FileNotFoundError:
             return False
         target = stage / name
-        if target.exists() or target.is_symlink():
-            target.unlink()
         try:
             target.symlink_to(local.resolve())
         except OSError:
@@ -224,8 +276,8 @@ def _stage_remote(package: Any, cache_dir: Any) -> Path:
         return True
 
     if fetch(MANIFEST_NAME):
-        manifest = json.loads((stage / MANIFEST_NAME).read_text())
-        names = list(manifest.get("files", {}))
+        names = list(read_manifest(stage)["files"])  # bare names only: they become paths in the stage
+        fetch(CHECKSUM_NAME)
     else:
         names = list(OFFICIAL_FILES)
     missing = [n for n in names if not fetch(n)]

@@ -23,6 +23,7 @@ from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastN
 from stormcast_plugin.utils.local_time import LOCAL_TIME_CHANNELS
 
 __all__ = [
+    "CHECKSUM_NAME",
     "DEFAULT_REPO",
     "DEFAULT_REVISION",
     "DEFAULT_SOURCE",
@@ -51,6 +52,8 @@ OFFICIAL_FILES: tuple[str, ...] = (MODEL_YAML, REGRESSION_FILE, DIFFUSION_FILE, 
 FORMAT_NAME = "stormcast-plugin-package"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "stormcast_package.json"
+CHECKSUM_NAME = "stormcast_package.sha256"
+"""``sha256sum``-style list covering the manifest and every other file of an export."""
 OWN_REGRESSION = "regression.safetensors"
 OWN_DIFFUSION = "diffusion.safetensors"
 OWN_DATA = "data.safetensors"
@@ -58,7 +61,7 @@ OWN_README = "README.md"
 
 HF_FILES = sorted(
     set(OFFICIAL_FILES)
-    | {"config.json", MANIFEST_NAME, OWN_REGRESSION, OWN_DIFFUSION, OWN_DATA, OWN_README}
+    | {"config.json", MANIFEST_NAME, CHECKSUM_NAME, OWN_REGRESSION, OWN_DIFFUSION, OWN_DATA, OWN_README}
 )
 """Every file name either layout can use (what a Hugging Face download fetches)."""
 
@@ -250,6 +253,40 @@ class StormCastPackage:
                 net.config.check_grid(gshape)
             except ValueError as err:
                 raise ValueError(f"the {net_name} net cannot run on the package grid: {err}") from err
+        return self
+
+    def check_finite_weights(self) -> "StormCastPackage":
+        """Check that every network parameter and buffer is finite.
+
+        Returns
+        -------
+        StormCastPackage
+            ``self``, for chaining.
+
+        Raises
+        ------
+        ValueError
+            Naming the network, how many values are NaN or infinite and in
+            which tensors.
+        """
+        for net_name, net in (("regression", self.regression), ("diffusion", self.diffusion)):
+            if net is None:
+                continue
+            bad = []
+            for key, tensor in net.state_dict().items():
+                if tensor.is_floating_point() or tensor.is_complex():
+                    n = int((~torch.isfinite(tensor)).sum())
+                    if n:
+                        bad.append((key, n, tensor.numel()))
+            if bad:
+                total = sum(n for _, n, _ in bad)
+                listed = ", ".join(f"{key!r} ({n} of {size})" for key, n, size in bad[:5])
+                more = f" and {len(bad) - 5} more tensors" if len(bad) > 5 else ""
+                raise ValueError(
+                    f"the {net_name} net has {total} non-finite (NaN or infinite) weights in "
+                    f"{len(bad)} tensors: {listed}{more}; the training diverged or the checkpoint is "
+                    "damaged: export an earlier finite checkpoint"
+                )
         return self
 
 

@@ -12,6 +12,7 @@ import pytest
 from stormcast_plugin.models.nn.mdlus import CheckpointError
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
 from stormcast_plugin.package import (
+    CHECKSUM_NAME,
     MANIFEST_NAME,
     PackageNotFoundError,
     load_package,
@@ -25,11 +26,11 @@ from tests.package.helpers import assert_same
 
 def test_own_layout_round_trip(pkg, own_dir):
     names = sorted(p.name for p in own_dir.iterdir())
-    assert names == sorted(["README.md", MANIFEST_NAME, "data.safetensors", "diffusion.safetensors",
+    assert names == sorted(["README.md", MANIFEST_NAME, CHECKSUM_NAME, "data.safetensors", "diffusion.safetensors",
                             "regression.safetensors"])
     manifest = json.loads((own_dir / MANIFEST_NAME).read_text())
     assert manifest["sampler"]["S_max"] == "inf"
-    assert set(manifest["files"]) == set(names) - {MANIFEST_NAME}
+    assert set(manifest["files"]) == set(names) - {MANIFEST_NAME, CHECKSUM_NAME}
     readme = (own_dir / "README.md").read_text()
     assert 'StormCast.load_model("path/to/this/folder")' in readme and "`q5hl`" in readme
     loaded = load_package(own_dir)
@@ -37,7 +38,19 @@ def test_own_layout_round_trip(pkg, own_dir):
     assert_same(pkg, loaded)
     # A file inside the folder and the earth2studio-style file:// URL name the same package.
     assert resolve_package(own_dir / MANIFEST_NAME) == own_dir.resolve()
+    assert resolve_package(own_dir / CHECKSUM_NAME) == own_dir.resolve()
     assert resolve_package(f"file://{own_dir}") == own_dir.resolve()
+
+
+def test_checksum_list_is_sha256sum_format_and_covers_every_file(own_dir):
+    lines = (own_dir / CHECKSUM_NAME).read_text().splitlines()
+    listed = {}
+    for line in lines:
+        digest, name = line.split("  ")
+        listed[name] = digest
+    assert sorted(listed) == sorted(p.name for p in own_dir.iterdir() if p.name != CHECKSUM_NAME)
+    for name, digest in listed.items():
+        assert hashlib.sha256((own_dir / name).read_bytes()).hexdigest() == digest
 
 
 def test_own_layout_without_diffusion(pkg, tmp_path):
@@ -101,3 +114,11 @@ def test_residual_regression_survives_export(tmp_path):
     pkg = dataclasses.replace(pkg, regression=reg)
     loaded = load_package(save_package(pkg, tmp_path / "p"))
     assert loaded.regression.residual is True
+
+
+def test_bundled_demo_package_predates_the_checksum_list_and_loads():
+    from stormcast_plugin.demo import DEMO_PACKAGE_DIR
+
+    assert not (DEMO_PACKAGE_DIR / CHECKSUM_NAME).exists()
+    loaded = load_package(DEMO_PACKAGE_DIR)
+    assert loaded.info["name"] == "stormcast-demo" and loaded.local_time

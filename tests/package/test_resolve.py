@@ -86,7 +86,10 @@ class RemotePackage:
         return str(self.folder / name)
 
 
-def test_package_object_on_another_file_system(pkg, own_dir, tmp_path):
+def test_package_object_on_another_file_system(pkg, own_dir, official_dir, tmp_path):
     loaded = load_package(RemotePackage(own_dir), cache_dir=tmp_path)
     assert loaded.info["source"] == "s3://bucket/stormcast"
     assert_same(pkg, loaded)
+    # staging the same root again (now the official layout) starts from an empty folder
+    again = load_package(RemotePackage(official_dir), cache_dir=tmp_path)
+    assert again.info["layout"] == "official"
