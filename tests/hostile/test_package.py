@@ -25,8 +25,7 @@ from stormcast_plugin.package import (
     save_package,
     write_official_layout,
 )
-from tests.package.helpers import assert_same
-from tests.package.test_resolve import RemotePackage
+from tests.package.helpers import RemotePackage, assert_same
 
 CHECKSUMS = "stormcast_package.sha256"
 META = "metadata.zarr.zip"

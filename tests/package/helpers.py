@@ -78,3 +78,15 @@ def _fake_hub_cache(cache: Path, repo_id: str, files_from: Path, commit: str, re
     if ref is not None:
         (repo / "refs").mkdir()
         (repo / "refs" / ref).write_text(commit)
+
+
+class RemotePackage:
+    """Duck-typed like earth2studio's Package for, say, s3:// or ngc://, serving the files of ``folder``."""
+
+    def __init__(self, folder, root="s3://bucket/stormcast"):
+        self.folder, self.root = folder, root
+
+    def resolve(self, name):
+        if not (self.folder / name).is_file():
+            raise FileNotFoundError(name)
+        return str(self.folder / name)

@@ -11,7 +11,7 @@ from stormcast_plugin.package import (
     load_package,
     resolve_package,
 )
-from tests.package.helpers import COMMIT, _fake_hub_cache, assert_same
+from tests.package.helpers import COMMIT, RemotePackage, _fake_hub_cache, assert_same
 
 
 def test_bad_sources(tmp_path):
@@ -72,18 +72,6 @@ def test_earth2studio_package(pkg, own_dir, official_dir, tmp_path, offline):
     _fake_hub_cache(cache, "org/repo", own_dir, COMMIT, "main")
     hub = load_package(Package(f"hf://org/repo@{COMMIT}"), cache_dir=cache)
     assert_same(pkg, hub)
-
-
-class RemotePackage:
-    """Duck-typed like earth2studio's Package for, say, s3:// or ngc://, serving the files of ``folder``."""
-
-    def __init__(self, folder, root="s3://bucket/stormcast"):
-        self.folder, self.root = folder, root
-
-    def resolve(self, name):
-        if not (self.folder / name).is_file():
-            raise FileNotFoundError(name)
-        return str(self.folder / name)
 
 
 def test_package_object_on_another_file_system(pkg, own_dir, official_dir, tmp_path):
