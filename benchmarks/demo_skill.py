@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
         pkg = load_demo_package()
     else:
-        from stormcast_plugin.package._impl import load_package
+        from stormcast_plugin.package import load_package
 
         pkg = load_package(args.package)
     if args.sampler:

@@ -49,7 +49,7 @@ def demo_package():
     (a source checkout before the demo model was trained).
     """
     if (DEMO_PACKAGE_DIR / "stormcast_package.json").is_file():
-        from stormcast_plugin.package._impl import load_package
+        from stormcast_plugin.package import load_package
 
         return load_package(DEMO_PACKAGE_DIR)
     import warnings
@@ -79,7 +79,7 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
 
 def random_demo_package(seed: int = 0):
     """A small randomly initialised StormCast package on the demo grid."""
-    from stormcast_plugin.package._impl import random_package
+    from stormcast_plugin.testing import random_package
     from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
     pkg = random_package(

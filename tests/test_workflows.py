@@ -8,7 +8,7 @@ import xarray as xr
 from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
-from stormcast_plugin.package._impl import random_package
+from stormcast_plugin.testing import random_package
 from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
 run = pytest.importorskip("earth2studio.run")

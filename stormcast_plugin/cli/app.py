@@ -153,7 +153,7 @@ def _forecast(args: argparse.Namespace) -> int:
         return 2
 
     from stormcast_plugin.models.px.stormcast import StormCast
-    from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION, load_package
+    from stormcast_plugin.package import DEFAULT_REPO, DEFAULT_REVISION, load_package
 
     workdir = None
     if args.package is None:

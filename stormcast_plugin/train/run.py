@@ -175,7 +175,7 @@ def _plain(obj: Any) -> Any:
 def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False, use_ema: bool = True,
                name: str | None = None, description: str | None = None) -> Path:
     """Write the run's model package (read by ``StormCast.load_model``)."""
-    from stormcast_plugin.package._impl import StormCastPackage, save_package
+    from stormcast_plugin.package import StormCastPackage, save_package
     from stormcast_plugin.train.config import load_config, sampler_options
     from stormcast_plugin.train.loop import load_stage_network
 

@@ -14,7 +14,7 @@ from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import open_output, run_forecast
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
-from stormcast_plugin.package._impl import random_package
+from stormcast_plugin.testing import random_package
 from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
 

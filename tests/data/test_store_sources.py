@@ -182,7 +182,7 @@ def test_conditioning_fetcher_regrids_linear_field_exactly(store):
 def test_stormcast_step_from_store_sources(store):
     from stormcast_plugin.run import fetch_state
     from stormcast_plugin.models.px.stormcast import StormCast
-    from stormcast_plugin.package._impl import random_package
+    from stormcast_plugin.testing import random_package
 
     grid = small_grid()
     pkg = random_package(STATE, COND, INV, grid, model_channels=8, channel_mult=(1, 2, 2), num_blocks=1, seed=1)

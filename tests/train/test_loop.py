@@ -136,7 +136,7 @@ def test_two_stages_export_and_forecast(tiny_store, tmp_path):
     from stormcast_plugin.io.dataset_store import DatasetStore
 
     raw = DatasetStore.open(tiny_store).read_invariants(["lsm", "orography"])
-    from stormcast_plugin.package._impl import load_package
+    from stormcast_plugin.package import load_package
 
     inv = load_package(out).invariants
     np.testing.assert_allclose(inv, normalize_invariants(raw), rtol=1e-6, atol=1e-6)
@@ -147,7 +147,7 @@ def test_local_time_inputs_train_export_and_forecast(tiny_store, tmp_path):
     from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
     from stormcast_plugin.run import fetch_state
     from stormcast_plugin.models.px.stormcast import StormCast
-    from stormcast_plugin.package._impl import load_package
+    from stormcast_plugin.package import load_package
 
     cfg = _config(tiny_store, **{"data.local_time": "true", "regression.steps": 3, "diffusion.steps": 2,
                                  "training.checkpoint_every": 3})
@@ -284,7 +284,7 @@ def test_residual_scaling_measures_the_tendency_and_the_residual(tiny_store, tmp
     # trained, exported and reloaded, the package keeps the scale
     run_training(cfg, tmp_path / "run", stages=["diffusion"], progress=False)
     out = export_run(tmp_path / "run", tmp_path / "pkg")
-    from stormcast_plugin.package._impl import load_package
+    from stormcast_plugin.package import load_package
 
     pkg = load_package(out)
     torch.testing.assert_close(pkg.diffusion.residual_scale, expect, rtol=1e-4, atol=1e-6)

@@ -73,7 +73,7 @@ def test_a_run_on_two_stores_exports_the_pooled_statistics(two_stores, tmp_path)
     cfg = _config([a, b])
     run_training(cfg, tmp_path / "run", progress=False)
     pkg_dir = export_run(tmp_path / "run", tmp_path / "pkg")
-    from stormcast_plugin.package._impl import load_package
+    from stormcast_plugin.package import load_package
 
     pkg = load_package(pkg_dir)
     train, _ = make_datasets(cfg)

@@ -9,7 +9,8 @@ from stormcast_plugin.run import fetch_state
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.local_time import LOCAL_TIME_CHANNELS, local_time_channels
 from stormcast_plugin.models.px.stormcast import StormCast
-from stormcast_plugin.package._impl import load_package, random_package, save_package, write_official_layout
+from stormcast_plugin.package import load_package, save_package, write_official_layout
+from stormcast_plugin.testing import random_package
 from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
 

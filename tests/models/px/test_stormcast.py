@@ -10,7 +10,7 @@ from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import fetch_state
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
-from stormcast_plugin.package._impl import random_package
+from stormcast_plugin.testing import random_package
 from stormcast_plugin.utils.variables import INVARIANTS, PRESETS
 
 T0 = np.datetime64("2024-05-01T00", "ns")
@@ -173,7 +173,7 @@ def test_step_equals_hand_computed_normalised_regression(package, initial):
 
 @pytest.mark.parametrize("layout", ["exported", "official"])
 def test_load_model_from_local_folder(package, initial, tmp_path, layout):
-    from stormcast_plugin.package._impl import save_package, write_official_layout
+    from stormcast_plugin.package import save_package, write_official_layout
 
     folder = tmp_path / layout
     if layout == "exported":
@@ -217,8 +217,8 @@ def test_grid_the_networks_cannot_take_names_valid_sizes(package):
 def test_default_package_is_the_pinned_official_repo_and_loads_from_an_offline_cache(package, tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
-    from stormcast_plugin.package._impl import DEFAULT_REPO, DEFAULT_REVISION, PackageNotFoundError, write_official_layout
-    from tests.package.test_package import _fake_hub_cache
+    from stormcast_plugin.package import DEFAULT_REPO, DEFAULT_REVISION, PackageNotFoundError, write_official_layout
+    from tests.package.helpers import _fake_hub_cache
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
