@@ -241,7 +241,7 @@ def read_mdlus(path: str | os.PathLike) -> MdlusArchive:
     try:
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged pickle
-        raise CheckpointError(f"model.pt in {path} cannot be loaded ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"model.pt in {path} cannot be loaded: {_load_error(err)}; " + _REDOWNLOAD) from err
     del blob
     if not isinstance(state, Mapping):
         raise CheckpointError(f"model.pt in {path} holds a {type(state).__name__}, not a state dict")
@@ -255,6 +255,18 @@ def read_mdlus(path: str | os.PathLike) -> MdlusArchive:
                 "re-save the network with PhysicsNeMo's Module.save or stormcast_plugin's write_mdlus"
             )
     return MdlusArchive(path, name, dict(ctor), metadata, dict(state), fmt)
+
+
+def _load_error(err: Exception) -> str:
+    """One line on why torch.load refused model.pt (torch's own text for a
+    refused object spans many lines and suggests loading unsafely)."""
+    text = " ".join(str(err).split())
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].split(" Check the documentation", 1)[0].split(" Please use", 1)[0]
+        reason = reason.strip().rstrip(".")
+        return f"it holds objects other than tensors, which loading without running code refuses ({reason})"
+    return f"{type(err).__name__}: {text}"
 
 
 def _songunet_config(name: str, args: Mapping[str, Any], path: Path) -> tuple[SongUNetConfig, dict]:
