@@ -11,6 +11,14 @@ The state dict is loaded with ``torch.load(weights_only=True)``: no code from
 the file ever runs. The JSON constructor arguments are translated into a
 :class:`~stormcast_plugin.models.nn.SongUNetConfig`; arguments that would change the
 network in ways this package does not implement are rejected by name.
+
+Reading is bounded: args.json is read first, the network it declares is
+counted on the meta device (nothing allocated), and model.pt is read only
+when its declared size fits that count and the archive's size on disk, so a
+compression bomb or a forged size is refused before anything is inflated.
+
+Archives written here load in PhysicsNeMo 2.2.2 with ``Module.from_checkpoint``
+(the parity fixture holds such archives and PhysicsNeMo's outputs on them).
 """
 
 from __future__ import annotations
@@ -184,10 +192,11 @@ def _check_model_size(name: str, config: SongUNetConfig, member: _Member, path: 
             f"model.pt in {path} declares {member.size} bytes uncompressed, over {_MAX_INFLATION} times the "
             f"archive's {disk} bytes on disk (a compression bomb or a damaged archive); " + _REDOWNLOAD
         )
-    numel, _ = _tensor_numel(name, config)
     # The upper bound allows the unused embedding layers of older regression
     # files and tensors stored in float64; the lower one float16.
-    numel_max, count_max = _tensor_numel(name, config.replace(embedding_type="positional"))
+    widest = config.replace(embedding_type="positional")
+    numel_max, count_max = _tensor_numel(name, widest)
+    numel = numel_max if widest == config else _tensor_numel(name, config)[0]
     low, high = 2 * numel, 8 * numel_max + _TENSOR_OVERHEAD * count_max + _FILE_OVERHEAD
     if not low <= member.size <= high:
         raise CheckpointError(
@@ -386,7 +395,8 @@ def load_mdlus(path: str | os.PathLike, expected: str | None = None) -> nn.Modul
 
 
 def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Path:
-    """Write ``net`` as a PhysicsNeMo-compatible ``.mdlus`` archive (atomically).
+    """Write ``net`` as a ``.mdlus`` archive (atomically) that PhysicsNeMo's
+    ``Module.from_checkpoint`` loads as a ``StormCastUNet`` or ``EDMPrecond``.
 
     Parameters
     ----------
