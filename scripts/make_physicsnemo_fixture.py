@@ -10,8 +10,20 @@ them as ``.mdlus`` checkpoints, runs them on random inputs and stores the inputs
 and outputs.  The test-suite then loads the ``.mdlus`` files with our own
 loader and compares against the stored outputs.
 
+The other direction is covered too: small random-weight networks of
+*this* package are exported with ``stormcast_plugin``'s ``write_mdlus``, loaded
+in PhysicsNeMo with ``Module.from_checkpoint`` (which refuses a file whose
+``mdlus_file_version`` or constructor arguments it does not accept) and run
+there; the archives and PhysicsNeMo's outputs are stored, and the tests check
+that this package's outputs on the same archives equal PhysicsNeMo's. The
+script imports ``stormcast_plugin`` from the repository it lives in (it puts
+the repository root on ``sys.path``, as ``PYTHONPATH=.`` would); the networks
+and ``write_mdlus`` need nothing beyond torch, so the reference environment
+needs no install of this package.
+
 This script is *not* imported by the tests; it is only run by hand, in a
-separate reference environment that has PhysicsNeMo installed.
+separate reference environment that has PhysicsNeMo installed (never in the
+project's own environment).
 
 Creating the reference environment (from the repository root)::
 
@@ -36,12 +48,20 @@ Output layout under ``--out``::
     manifest.json   {"physicsnemo_version", "torch_version", "cases": [
                         {"name", "kind": "regression"|"diffusion", "class",
                          "mdlus", "format": "zip"|"tar", "arrays", "seed",
-                         "args": <constructor kwargs>}, ...]}
-    <name>.mdlus    checkpoint written by physicsnemo ``Module.save``
+                         "args": <constructor kwargs>}, ...],
+                     "exports": [
+                        {"name", "kind", "class", "mdlus", "format", "arrays",
+                         "seed", "config": <SongUNetConfig.to_dict()>,
+                         "sigma_data" (diffusion only)}, ...]}
+    <name>.mdlus    checkpoint written by physicsnemo ``Module.save`` (cases)
+                    or by ``stormcast_plugin``'s ``write_mdlus`` (exports)
     <name>.npz      float32 arrays
                     regression: x [B,Cin,H,W], out [B,Cout,H,W]
                     diffusion:  x [B,Cout,H,W], sigma [B],
                                 condition [B,Ccond,H,W], out [B,Cout,H,W]
+                    ``out`` is always PhysicsNeMo's output (for exports: of
+                    the network ``Module.from_checkpoint`` built from the
+                    exported archive)
 
 All weights are perturbed away from their initial values (zero-initialised
 convolutions, GroupNorm affine parameters, biases and the learned spatial
@@ -62,6 +82,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -74,6 +95,13 @@ import physicsnemo
 from physicsnemo.core.module import Module
 from physicsnemo.diffusion.preconditioners.legacy import EDMPrecond
 from physicsnemo.models.diffusion_unets import StormCastUNet
+
+# This package's networks and writer, from the repository this script is in.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from stormcast_plugin.models.nn import EDMPrecond as OwnEDMPrecond  # noqa: E402
+from stormcast_plugin.models.nn import RegressionNet, SongUNetConfig  # noqa: E402
+from stormcast_plugin.models.nn.mdlus import write_mdlus  # noqa: E402
 
 # Settings shared by every case: these are the StormCast settings (and also the
 # SongUNet defaults), spelled out so the manifest records them explicitly.
@@ -198,9 +226,74 @@ CASES = [
             **COMMON,
         ),
     ),
+    dict(
+        # Last, so that the cases before keep their seeds. PhysicsNeMo's
+        # default embedding_type ("positional", left out of the
+        # arguments on purpose): the zero noise label passes through the
+        # embedding layers, whose weights then shape the output.
+        name="reg_positional",
+        kind="regression",
+        format="zip",
+        batch=2,
+        args=dict(
+            img_resolution=[16, 24],
+            img_in_channels=4,
+            img_out_channels=2,
+            model_channels=8,
+            channel_mult=[1, 2],
+            num_blocks=1,
+            attn_resolutions=[],
+            bottleneck_attention=True,
+            **COMMON,
+        ),
+    ),
+]
+
+# Networks of this package exported with write_mdlus and run in PhysicsNeMo.
+# Both formats, both regression embeddings, diffusion with and without the
+# additive spatial embedding, and a sigma_data other than the default.
+_EXPORT_SIZES = dict(model_channels=8, channel_mult=[1, 2], num_blocks=1, dropout=0.1, resample_filter=[1, 1])
+EXPORTS = [
+    dict(
+        name="export_reg_zero",
+        kind="regression",
+        format="zip",
+        batch=2,
+        config=dict(img_resolution=[16, 24], in_channels=5, out_channels=3, embedding_type="zero",
+                    attn_resolutions=[], bottleneck_attention=True, **_EXPORT_SIZES),
+    ),
+    dict(
+        name="export_reg_positional",
+        kind="regression",
+        format="tar",
+        batch=2,
+        config=dict(img_resolution=[16, 24], in_channels=4, out_channels=2, embedding_type="positional",
+                    attn_resolutions=[16], bottleneck_attention=False, **_EXPORT_SIZES),
+    ),
+    dict(
+        name="export_diff_posemb",
+        kind="diffusion",
+        format="zip",
+        batch=len(DIFFUSION_SIGMAS),
+        condition_channels=3,
+        sigma_data=0.7,
+        config=dict(img_resolution=[24, 16], in_channels=2 + 3, out_channels=2, embedding_type="positional",
+                    additive_pos_embed=True, attn_resolutions=[], bottleneck_attention=True, **_EXPORT_SIZES),
+    ),
+    dict(
+        name="export_diff_plain",
+        kind="diffusion",
+        format="tar",
+        batch=len(DIFFUSION_SIGMAS),
+        condition_channels=2,
+        sigma_data=0.5,
+        config=dict(img_resolution=[16, 24], in_channels=2 + 2, out_channels=2, embedding_type="positional",
+                    attn_resolutions=[], bottleneck_attention=True, **_EXPORT_SIZES),
+    ),
 ]
 
 BASE_SEED = 20240611
+EXPORT_SEED = 20250301
 
 
 def build(kind: str, args: dict) -> Module:
@@ -348,7 +441,7 @@ def make_case(case: dict, index: int, out_dir: Path) -> tuple[dict, Module]:
     # (only its bias does).  Anything else being dead is a fixture bug.
     expected_dead = (
         {n for n, _ in model.named_parameters() if n.endswith("affine.weight")}
-        if args["embedding_type"] == "zero"
+        if args.get("embedding_type", "positional") == "zero"
         else set()
     )
     unexpected = sorted(set(dead) - expected_dead)
@@ -416,6 +509,65 @@ def verify_case(entry: dict, out_dir: Path) -> None:
     json.loads(read_archive_member(mdlus, "metadata.json"))
     print(f"[{entry['name']}] verified: from_checkpoint reproduces output exactly, "
           f"model.pt loads with weights_only=True ({len(sd)} tensors)")
+
+
+def export_inputs(case: dict, gen: torch.Generator) -> dict:
+    """Random inputs for an export case (the layout of :func:`make_inputs`)."""
+    c = case["config"]
+    args = dict(img_resolution=c["img_resolution"], img_out_channels=c["out_channels"],
+                img_in_channels=c["in_channels"], sigma_data=case.get("sigma_data", 0.5))
+    return make_inputs({**case, "args": args}, gen)
+
+
+@torch.no_grad()
+def make_export(case: dict, index: int, out_dir: Path) -> dict:
+    """Export one of this package's networks with write_mdlus, load the
+    archive in PhysicsNeMo and store PhysicsNeMo's output on fixed inputs."""
+    name, kind = case["name"], case["kind"]
+    seed = EXPORT_SEED + index
+    torch.manual_seed(seed)
+    config = SongUNetConfig(**case["config"])
+    own = RegressionNet(config) if kind == "regression" else OwnEDMPrecond(config, sigma_data=case["sigma_data"])
+    gen = torch.Generator().manual_seed(seed + 1000)
+    perturb_parameters(own, gen)
+    own.eval()
+    inputs = export_inputs(case, gen)
+
+    mdlus = write_mdlus(own, out_dir / f"{name}.mdlus", fmt=case["format"])
+    fmt = archive_format(mdlus)
+    if fmt != case["format"]:
+        raise RuntimeError(f"{name}: expected {case['format']} archive, got {fmt}")
+    # strict=True (the default): every key of the archive must be one
+    # PhysicsNeMo's network has, and none may be missing.
+    loaded = Module.from_checkpoint(str(mdlus))
+    loaded.eval()
+    expected_class = "StormCastUNet" if kind == "regression" else "EDMPrecond"
+    if type(loaded).__name__ != expected_class:
+        raise RuntimeError(f"{name}: PhysicsNeMo built a {type(loaded).__name__}, expected {expected_class}")
+    theirs, ours = loaded.state_dict(), own.state_dict()
+    ours.pop("residual_scale", None)  # not in the official layout (ones here)
+    if set(theirs) != set(ours) or any(not torch.equal(theirs[k], ours[k]) for k in ours):
+        raise RuntimeError(f"{name}: PhysicsNeMo's state dict differs from the exported network's")
+
+    out = run_model(loaded, kind, inputs)
+    if not torch.isfinite(out).all():
+        raise RuntimeError(f"{name}: non-finite output")
+    diff = (run_model(own, kind, inputs) - out).abs().max().item()
+    if diff > 1e-5:
+        raise RuntimeError(f"{name}: stormcast_plugin and PhysicsNeMo outputs differ by {diff:.3e}")
+
+    arrays = {k: v.numpy().astype(np.float32) for k, v in inputs.items()}
+    arrays["out"] = out.numpy().astype(np.float32)
+    npz = out_dir / f"{name}.npz"
+    np.savez_compressed(npz, **arrays)
+    print(f"[{name}] write_mdlus -> Module.from_checkpoint: {type(loaded).__name__} ({kind}, {fmt}), "
+          f"{sum(p.numel() for p in loaded.parameters()):,} parameters; max |ours - PhysicsNeMo| {diff:.2e}; "
+          f"sizes: {mdlus.name} {mdlus.stat().st_size:,} B, {npz.name} {npz.stat().st_size:,} B")
+    entry = dict(name=name, kind=kind, **{"class": expected_class}, mdlus=mdlus.name, format=fmt,
+                 arrays=npz.name, seed=seed, config=config.to_dict())
+    if kind == "diffusion":
+        entry["sigma_data"] = case["sigma_data"]
+    return entry
 
 
 def dump_keys(models: dict, path: Path) -> None:
@@ -505,10 +657,13 @@ def main() -> None:
         entries.append(entry)
         models[case["name"]] = model
 
+    exports = [make_export(case, i, out_dir) for i, case in enumerate(EXPORTS)]
+
     manifest = dict(
         physicsnemo_version=physicsnemo.__version__,
         torch_version=torch.__version__,
         cases=entries,
+        exports=exports,
     )
     with open(out_dir / "manifest.json", "w") as f:
         json.dump(manifest, f, indent=2, allow_nan=False)

@@ -11,19 +11,29 @@ The state dict is loaded with ``torch.load(weights_only=True)``: no code from
 the file ever runs. The JSON constructor arguments are translated into a
 :class:`~stormcast_plugin.models.nn.SongUNetConfig`; arguments that would change the
 network in ways this package does not implement are rejected by name.
+
+Reading is bounded: args.json is read first, the network it declares is
+counted on the meta device (nothing allocated), and model.pt is read only
+when its declared size fits that count and the archive's size on disk, so a
+compression bomb or a forged size is refused before anything is inflated.
+
+Archives written here load in PhysicsNeMo 2.2.2 with ``Module.from_checkpoint``
+(the parity fixture holds such archives and PhysicsNeMo's outputs on them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -77,6 +87,24 @@ class CheckpointError(ValueError):
     """A checkpoint file is unreadable or does not match the network."""
 
 
+# PhysicsNeMo refuses an archive unless metadata.json's "mdlus_file_version"
+# equals the class's ``__model_checkpoint_version__`` string (2.2.2: "0.1.0"
+# for both StormCastUNet and EDMPrecond).
+_CHECKPOINT_VERSIONS = {"StormCastUNet": "0.1.0", "EDMPrecond": "0.1.0"}
+_MODULES = {
+    "StormCastUNet": "physicsnemo.models.diffusion_unets.unet",
+    "EDMPrecond": "physicsnemo.diffusion.preconditioners.legacy",
+}
+_WANTED = ("model.pt", "args.json", "metadata.json")
+# Limits that bound what a file can make the reader allocate.
+_JSON_BYTES = 1 << 20  # args.json and metadata.json are a few hundred bytes
+_MAX_INFLATION = 16  # float weights barely compress; PhysicsNeMo stores them uncompressed
+_MAX_BLOCKS = 10_000  # U-Net blocks a network may declare (the paper nets have 55)
+_TENSOR_OVERHEAD = 4096  # torch.save bytes per tensor beyond its data (names, headers, alignment)
+_FILE_OVERHEAD = 1 << 20  # torch.save bytes per file beyond its tensors
+_REDOWNLOAD = "the file is corrupt or not a StormCast checkpoint: download it again"
+
+
 @dataclass
 class MdlusArchive:
     """Contents of a ``.mdlus`` file."""
@@ -89,72 +117,173 @@ class MdlusArchive:
     format: str
 
 
-def _read_members(path: Path) -> tuple[dict[str, bytes], str]:
-    wanted = ("model.pt", "args.json", "metadata.json")
-    members: dict[str, bytes] = {}
-    try:
-        # A tar must be recognised first: old archives can look like zips.
-        if tarfile.is_tarfile(path):
-            fmt = "tar"
-            with tarfile.open(path, "r") as tar:
-                for m in tar.getmembers():
-                    base = os.path.basename(m.name)
-                    if base in wanted and m.isfile():
-                        members[base] = tar.extractfile(m).read()
-        elif zipfile.is_zipfile(path):
-            fmt = "zip"
-            with zipfile.ZipFile(path) as zf:
-                for n in zf.namelist():
-                    base = os.path.basename(n)
-                    if base in wanted:
-                        members[base] = zf.read(n)
-        else:
-            raise CheckpointError(
-                f"{path} is not a .mdlus archive (neither zip nor tar); it may be truncated "
-                "or corrupt: download it again"
-            )
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} cannot be read as a .mdlus archive ({err}); download it again") from err
-    missing = [w for w in wanted[:2] if w not in members]
-    if missing:
+@dataclass
+class _Member:
+    size: int
+    read: Callable[[], bytes]
+
+
+def _list_members(path: Path, stack: contextlib.ExitStack) -> tuple[dict[str, _Member], str]:
+    """Open the archive and list the wanted members (their declared sizes); nothing is read yet."""
+    members: dict[str, _Member] = {}
+    # A tar must be recognised first: old archives can look like zips.
+    if tarfile.is_tarfile(path):
+        tar = stack.enter_context(tarfile.open(path, "r"))
+        for m in tar.getmembers():
+            base = os.path.basename(m.name)
+            if base in _WANTED and m.isfile():
+                members[base] = _Member(m.size, lambda m=m: tar.extractfile(m).read(m.size))
+        return members, "tar"
+    if zipfile.is_zipfile(path):
+        zf = stack.enter_context(zipfile.ZipFile(path))
+        for info in zf.infolist():
+            base = os.path.basename(info.filename)
+            if base in _WANTED and not info.is_dir():
+                # ZipExtFile never returns more than the declared size.
+                members[base] = _Member(info.file_size, lambda info=info: zf.open(info).read(info.file_size))
+        return members, "zip"
+    raise CheckpointError(
+        f"{path} is not a .mdlus archive (neither zip nor tar); it may be truncated or corrupt: download it again"
+    )
+
+
+def _json_member(members: Mapping[str, _Member], name: str, path: Path) -> dict[str, Any]:
+    member = members.get(name)
+    if member is None:
+        return {}
+    if member.size > _JSON_BYTES:
         raise CheckpointError(
-            f"{path} lacks {missing} (found {sorted(members)}); a .mdlus archive holds "
-            "model.pt, args.json and metadata.json"
+            f"{name} in {path} declares {member.size} bytes, over the {_JSON_BYTES} a .mdlus {name} may hold; "
+            + _REDOWNLOAD
         )
-    return members, fmt
+    try:
+        value = json.loads(member.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{name} in {path} is not valid JSON ({err}); " + _REDOWNLOAD) from err
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{name} in {path} holds a JSON {type(value).__name__}, not an object"
+            + (' {"__name__": ..., "__args__": {...}}' if name == "args.json" else "")
+            + "; re-save the network with PhysicsNeMo's Module.save or stormcast_plugin's write_mdlus"
+        )
+    return value
+
+
+def _tensor_numel(name: str, config: SongUNetConfig) -> tuple[int, int]:
+    """Elements and entries of the state dict of the network ``config``
+    declares, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        net = _build(name, config, {"sigma_data": 0.5})
+    return sum(t.numel() for t in net.state_dict().values()), len(net.state_dict())
+
+
+def _check_model_size(name: str, config: SongUNetConfig, member: _Member, path: Path, disk: int) -> None:
+    """Bound model.pt's declared size by the tensors args.json declares and by
+    the bytes on disk, before anything is read or allocated."""
+    levels = len(config.channel_mult)
+    blocks = levels * (2 * config.num_blocks + 3)
+    if blocks > _MAX_BLOCKS:
+        raise CheckpointError(
+            f"{path}: args.json declares {blocks} U-Net blocks ({levels} levels, num_blocks "
+            f"{config.num_blocks}), over the {_MAX_BLOCKS} this reader accepts; " + _REDOWNLOAD
+        )
+    if member.size > _MAX_INFLATION * disk:
+        raise CheckpointError(
+            f"model.pt in {path} declares {member.size} bytes uncompressed, over {_MAX_INFLATION} times the "
+            f"archive's {disk} bytes on disk (a compression bomb or a damaged archive); " + _REDOWNLOAD
+        )
+    # The upper bound allows the unused embedding layers of older regression
+    # files and tensors stored in float64; the lower one float16.
+    widest = config.replace(embedding_type="positional")
+    numel_max, count_max = _tensor_numel(name, widest)
+    numel = numel_max if widest == config else _tensor_numel(name, config)[0]
+    low, high = 2 * numel, 8 * numel_max + _TENSOR_OVERHEAD * count_max + _FILE_OVERHEAD
+    if not low <= member.size <= high:
+        raise CheckpointError(
+            f"model.pt in {path} declares {member.size} bytes, which does not match the network args.json "
+            f"declares (a {name} of {numel} values: {low} to {high} bytes); the archive is damaged or its "
+            "args.json belongs to another network: download it again"
+        )
 
 
 def read_mdlus(path: str | os.PathLike) -> MdlusArchive:
     """Read a ``.mdlus`` archive (zip or tar) safely.
 
+    args.json is read first; model.pt is read only when its declared size fits
+    the tensors of the network args.json declares (and the bytes on disk), so
+    a compression bomb or a forged size is refused before anything is
+    inflated or allocated. model.pt loads with ``weights_only=True`` and must
+    hold only tensors.
+
     Raises
     ------
     CheckpointError
-        When the file is missing, truncated, corrupt or not an archive.
+        When the file is missing, truncated, corrupt, not an archive, declares
+        an unsupported network, or holds members whose sizes or contents do
+        not match that network.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    members, fmt = _read_members(path)
     try:
-        state = torch.load(io.BytesIO(members["model.pt"]), map_location="cpu", weights_only=True)
+        with contextlib.ExitStack() as stack:
+            members, fmt = _list_members(path, stack)
+            missing = [w for w in _WANTED[:2] if w not in members]
+            if missing:
+                raise CheckpointError(
+                    f"{path} lacks {missing} (found {sorted(members)}); a .mdlus archive holds "
+                    "model.pt, args.json and metadata.json"
+                )
+            args = _json_member(members, "args.json", path)
+            metadata = _json_member(members, "metadata.json", path)
+            name, ctor = args.get("__name__"), args.get("__args__")
+            if not isinstance(name, str) or not isinstance(ctor, dict):
+                raise CheckpointError(
+                    f"args.json in {path} needs \"__name__\" (a string) and \"__args__\" (an object); found keys "
+                    f"{sorted(args)}; re-save the network with PhysicsNeMo's Module.save or write_mdlus"
+                )
+            config, _ = _songunet_config(name, ctor, path)
+            _check_model_size(name, config, members["model.pt"], path, path.stat().st_size)
+            blob = members["model.pt"].read()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise CheckpointError(f"{path} cannot be read as a .mdlus archive ({err}); download it again") from err
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a damaged pickle
-        raise CheckpointError(f"model.pt in {path} cannot be loaded ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"model.pt in {path} cannot be loaded: {_load_error(err)}; " + _REDOWNLOAD) from err
+    del blob
     if not isinstance(state, Mapping):
         raise CheckpointError(f"model.pt in {path} holds a {type(state).__name__}, not a state dict")
-    try:
-        args = json.loads(members["args.json"])
-        metadata = json.loads(members.get("metadata.json", b"{}"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"args.json or metadata.json in {path} is not valid JSON ({err})") from err
-    if "__name__" not in args or "__args__" not in args:
-        raise CheckpointError(f"args.json in {path} lacks __name__/__args__: {sorted(args)}")
-    return MdlusArchive(path, args["__name__"], dict(args["__args__"]), metadata, dict(state), fmt)
+    for key, value in state.items():
+        what = None if isinstance(key, str) else f"key {key!r} is a {type(key).__name__}, not a parameter name"
+        if what is None and not isinstance(value, torch.Tensor):
+            what = f"entry {key!r} is a {type(value).__name__}, not a tensor"
+        if what is not None:
+            raise CheckpointError(
+                f"model.pt in {path}: {what}; a .mdlus state dict maps parameter names to tensors: "
+                "re-save the network with PhysicsNeMo's Module.save or stormcast_plugin's write_mdlus"
+            )
+    return MdlusArchive(path, name, dict(ctor), metadata, dict(state), fmt)
+
+
+def _load_error(err: Exception) -> str:
+    """One line on why torch.load refused model.pt (torch's own text for a
+    refused object spans many lines and suggests loading unsafely)."""
+    text = " ".join(str(err).split())
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].split(" Check the documentation", 1)[0].split(" Please use", 1)[0]
+        reason = reason.strip().rstrip(".")
+        return f"it holds objects other than tensors, which loading without running code refuses ({reason})"
+    return f"{type(err).__name__}: {text}"
 
 
 def _songunet_config(name: str, args: Mapping[str, Any], path: Path) -> tuple[SongUNetConfig, dict]:
     kwargs = dict(args)
-    kwargs.update(kwargs.pop("model_kwargs", None) or {})
+    nested = kwargs.pop("model_kwargs", None) or {}
+    if not isinstance(nested, dict):
+        raise CheckpointError(f"{path}: args.json's model_kwargs is a {type(nested).__name__}, not an object")
+    kwargs.update(nested)
     for key, allowed in _REQUIRED_VALUES.items():
         if key in kwargs and kwargs[key] not in allowed:
             raise CheckpointError(
@@ -169,7 +298,7 @@ def _songunet_config(name: str, args: Mapping[str, Any], path: Path) -> tuple[So
     elif name == "EDMPrecond":
         out_ch = kwargs.get("img_out_channels") or kwargs.get("img_channels")
         in_ch = kwargs.get("img_in_channels") or kwargs.get("img_channels")
-        extra = {"sigma_data": float(kwargs.get("sigma_data", 0.5))}
+        extra = {"sigma_data": kwargs.get("sigma_data", 0.5)}
     else:
         raise CheckpointError(f"{path}: network {name!r} is not supported; expected StormCastUNet or EDMPrecond")
     if in_ch is None or out_ch is None:
@@ -179,10 +308,19 @@ def _songunet_config(name: str, args: Mapping[str, Any], path: Path) -> tuple[So
     if unknown:
         raise CheckpointError(f"{path}: unknown constructor arguments {unknown}")
     net_args = {k: kwargs.get(k, v) for k, v in _SONGUNET_DEFAULTS.items()}
-    if isinstance(res, int):
-        res = [res, res]
-    config = SongUNetConfig(img_resolution=tuple(res), in_channels=int(in_ch), out_channels=int(out_ch), **net_args)
+    try:
+        if isinstance(res, int):
+            res = [res, res]
+        config = SongUNetConfig(img_resolution=tuple(res), in_channels=int(in_ch), out_channels=int(out_ch),
+                                **net_args)
+        extra = {k: float(v) for k, v in extra.items()}
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: args.json does not describe a valid {name} ({err})") from err
     return config, extra
+
+
+def _build(name: str, config: SongUNetConfig, extra: Mapping[str, Any]) -> nn.Module:
+    return RegressionNet(config) if name == "StormCastUNet" else EDMPrecond(config, **extra)
 
 
 def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -251,13 +389,14 @@ def load_mdlus(path: str | os.PathLike, expected: str | None = None) -> nn.Modul
     if expected is not None and archive.name != expected:
         raise CheckpointError(f"{archive.path} holds a {archive.name}, expected a {expected}")
     config, extra = _songunet_config(archive.name, archive.args, archive.path)
-    net: nn.Module = RegressionNet(config) if archive.name == "StormCastUNet" else EDMPrecond(config, **extra)
+    net = _build(archive.name, config, extra)
     load_state_dict_strict(net, archive.state_dict, str(archive.path))
     return net.eval()
 
 
 def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Path:
-    """Write ``net`` as a PhysicsNeMo-compatible ``.mdlus`` archive (atomically).
+    """Write ``net`` as a ``.mdlus`` archive (atomically) that PhysicsNeMo's
+    ``Module.from_checkpoint`` loads as a ``StormCastUNet`` or ``EDMPrecond``.
 
     Parameters
     ----------
@@ -278,7 +417,6 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
         name = "StormCastUNet"
         args = dict(img_resolution=list(c.img_resolution), img_in_channels=c.in_channels,
                     img_out_channels=c.out_channels, model_type="SongUNet", **song)
-        module = "physicsnemo.models.diffusion_unets.unet"
     elif isinstance(net, EDMPrecond):
         if net.has_residual_scale:
             raise ValueError("a denoiser trained on a scaled residual (residual_scale != 1) has no PhysicsNeMo "
@@ -288,14 +426,14 @@ def write_mdlus(net: nn.Module, path: str | os.PathLike, fmt: str = "zip") -> Pa
         args = dict(img_resolution=list(c.img_resolution), img_channels=c.out_channels,
                     img_in_channels=c.in_channels, img_out_channels=c.out_channels,
                     sigma_data=float(net.sigma_data), model_type="SongUNet", **song)
-        module = "physicsnemo.diffusion.preconditioners.legacy"
     else:
         raise TypeError(f"cannot write a {type(net).__name__} as .mdlus; expected RegressionNet or EDMPrecond")
     blobs = {
         "model.pt": _tensor_bytes({k: v.detach().cpu() for k, v in net.state_dict().items()
                                    if k != "residual_scale"}),
-        "args.json": json.dumps({"__name__": name, "__module__": module, "__args__": args}).encode(),
-        "metadata.json": json.dumps({"physicsnemo_version": "2.2.2", "mdlus_file_version": "0.2.0"}).encode(),
+        "args.json": json.dumps({"__name__": name, "__module__": _MODULES[name], "__args__": args}).encode(),
+        "metadata.json": json.dumps({"physicsnemo_version": "2.2.2",
+                                     "mdlus_file_version": _CHECKPOINT_VERSIONS[name]}).encode(),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """StormCast's two networks and the paper presets.
 
 * :class:`RegressionNet` predicts the next hour's mean state from
-  ``cat[state, conditioning, invariants]``; a SongUNet with the zero noise
-  embedding (state-dict compatible with PhysicsNeMo's ``StormCastUNet``).
+  ``cat[state, conditioning, invariants]``; a SongUNet whose noise label is
+  always zero (state-dict compatible with PhysicsNeMo's ``StormCastUNet``).
 * :class:`EDMPrecond` is the EDM-preconditioned denoiser of the residual,
   ``D(x; sigma) = c_skip x + c_out F(cat[c_in x, condition], c_noise)``
   (state-dict compatible with PhysicsNeMo's ``EDMPrecond``).
@@ -33,7 +33,11 @@ class RegressionNet(nn.Module):
     Parameters
     ----------
     config : SongUNetConfig
-        Architecture; ``embedding_type`` must be ``"zero"``.
+        Architecture. ``embedding_type`` is ``"zero"`` (StormCast's nets: no
+        conditioning vector) or ``"positional"`` (PhysicsNeMo's
+        ``StormCastUNet`` default: the zero noise label still passes through
+        the embedding layers, so their weights shape a constant conditioning
+        vector).
     residual : bool
         Predict the hourly change instead: ``r = x_state + F(x)``, where
         ``x_state`` is the first ``out_channels`` input channels (the input is
@@ -51,11 +55,6 @@ class RegressionNet(nn.Module):
 
     def __init__(self, config: SongUNetConfig, residual: bool = False) -> None:
         super().__init__()
-        if config.embedding_type != "zero":
-            raise ValueError(
-                f"a regression net has no noise input: embedding_type must be 'zero', "
-                f"got {config.embedding_type!r}"
-            )
         if residual and config.in_channels < config.out_channels:
             raise ValueError("a residual regression net needs the state among its inputs "
                              f"(in_channels {config.in_channels} < out_channels {config.out_channels})")
@@ -81,7 +80,10 @@ class RegressionNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in, H, W]`` -> ``[B, out, H, W]`` (float32 result)."""
-        out = self.model(x).float()
+        # PhysicsNeMo feeds a zero noise label per sample; one label serves the
+        # whole batch alike (the blocks then fold the embedding into a bias).
+        noise = None if self.config.embedding_type == "zero" else torch.zeros(1, device=x.device)
+        out = self.model(x, noise).float()
         if self.residual:
             out = out * self.tendency_scale.reshape(1, -1, 1, 1) + x[:, : self.config.out_channels].float()
         return out

@@ -92,11 +92,15 @@ class SongUNetConfig:
             raise ValueError(
                 f"embedding_type {self.embedding_type!r} is not supported; use one of {_EMBEDDINGS}"
             )
-        for name in ("in_channels", "out_channels", "model_channels", "num_blocks"):
+        for name in ("in_channels", "out_channels", "model_channels", "num_blocks", "channel_mult_emb",
+                     "channel_mult_noise"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.channel_mult:
-            raise ValueError("channel_mult must have at least one level, e.g. (1, 2, 2)")
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ValueError(
+                f"channel_mult {self.channel_mult} must have at least one level, each a positive "
+                "multiplier, e.g. (1, 2, 2)"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout {self.dropout!r} must be in [0, 1)")
         self.check_grid(self.img_resolution)

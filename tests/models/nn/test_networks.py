@@ -103,9 +103,17 @@ def test_config_round_trip_and_unknown_keys(tiny_config):
         tiny_config(embedding_type="fourier")
 
 
-def test_regression_requires_zero_embedding(tiny_config):
-    with pytest.raises(ValueError, match="zero"):
-        RegressionNet(tiny_config(embedding_type="positional"))
+def test_positional_regression_embeds_a_zero_noise_label(tiny_config):
+    # PhysicsNeMo's StormCastUNet default: the zero label passes through the
+    # embedding layers, whose weights then change the output.
+    net = randomize_(RegressionNet(tiny_config(embedding_type="positional")), seed=3).eval()
+    x = torch.randn(2, 5, 16, 24)
+    with torch.no_grad():
+        out = net(x)
+        per_sample = net.model(x, torch.zeros(2))
+        torch.testing.assert_close(out, per_sample, rtol=0, atol=1e-5)
+        net.model.map_layer1.bias.add_(1.0)
+        assert (net(x) - out).abs().max() > 1e-3
 
 
 def test_zero_embedding_ignores_legacy_embedding_layers(tiny_config):
