@@ -25,15 +25,15 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from stormcast_plugin.models.nn.stormcast_nets import StormCastNets
-from stormcast_plugin.diffusion.losses import edm_loss_weight
-from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig
+from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig, StormCastNets
 from stormcast_plugin.train.checkpoint import latest_checkpoint, save_checkpoint
 from stormcast_plugin.train.config import sampler_options, stage_training
 
-__all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "sample_generators"]
+__all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "net_inputs", "sample_generators"]
+
+# The fields of a sample that go on the device (``local_time`` only when the data has it).
+_BATCH_KEYS = ("state", "next_state", "conditioning", "invariants", "local_time")
 
 
 # --------------------------------------------------------------------------- distributed
@@ -192,6 +192,8 @@ class Trainer:
             self.regression = load_stage_network(Path(run_dir), "regression").to(self.dist.device).eval()
             for p in self.regression.parameters():
                 p.requires_grad_(False)
+        # The network inputs and the losses; self.model (wrapped) runs in place of self.net.
+        self.nets = StormCastNets(self.net) if stage == "regression" else StormCastNets(self.regression, self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=t["lr"], betas=tuple(t["betas"]))
         self.model = self.net
         if self.dist.world > 1:
@@ -262,9 +264,7 @@ class Trainer:
         standard deviation its EDM preconditioning assumes."""
 
         def residual(b: dict[str, torch.Tensor]) -> torch.Tensor:
-            with self._autocast():
-                mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
-            return b["next_state"] - mean
+            return b["next_state"] - self.nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
 
         rms = self.channel_rms(residual, "x(t+1) - regression", samples)
         return rms / float(self.net.sigma_data)
@@ -297,10 +297,8 @@ class Trainer:
             for i in range(0, len(indices), m):
                 b = self._collate(indices[i:i + m], data)
                 gens = sample_generators(self.t["seed"] + 7919, 0, indices[i:i + m])
-                with self._autocast():
-                    mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
-                nxt = nets.step(b["state"], b["conditioning"], b["invariants"], sampler=sampler, generators=gens,
-                                autocast_dtype=self._autocast_dtype())
+                mean = nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
+                nxt = nets.step(**net_inputs(b), sampler=sampler, generators=gens, autocast_dtype=self._autocast_dtype())
                 t_sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 s_sq = ((nxt - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 true_sq = t_sq if true_sq is None else true_sq + t_sq
@@ -388,8 +386,7 @@ class Trainer:
 
     def _collate(self, indices: list[int], dataset: Any = None) -> dict[str, torch.Tensor]:
         items = [(self.train_set if dataset is None else dataset)[i] for i in indices]
-        return {k: torch.stack([it[k] for it in items]).to(self.dist.device)
-                for k in ("state", "next_state", "conditioning", "invariants")}
+        return {k: torch.stack([it[k] for it in items]).to(self.dist.device) for k in _BATCH_KEYS if k in items[0]}
 
     def _batches(self, step: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
         base = step * self.t["batch_size"]
@@ -403,36 +400,15 @@ class Trainer:
     def _autocast_dtype(self) -> torch.dtype | None:
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.t["precision"]]
 
-    def _autocast(self) -> Any:
-        dtype = self._autocast_dtype()
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=dtype)
-
     def loss(self, batch: Mapping[str, torch.Tensor], gens: list[torch.Generator],
              model: torch.nn.Module | None = None) -> torch.Tensor:
-        """Mean loss of a batch (regression MSE or EDM loss)."""
-        model = model or self.model
-        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        """Mean loss of a batch (regression MSE or EDM loss), ``model`` (by
+        default the trained network, wrapped) in place of the network trained."""
+        kw = dict(net_inputs(batch), next_state=batch["next_state"], net=model or self.model,
+                  autocast_dtype=self._autocast_dtype())
         if self.stage == "regression":
-            with self._autocast():
-                pred = model(torch.cat([x, e, inv], dim=1))
-            scale = getattr(self.net, "tendency_scale", None)
-            if scale is None:
-                return F.mse_loss(pred.float(), nxt)
-            # in units of each channel's typical hourly change: all channels weigh alike
-            return (((pred.float() - nxt) / scale.reshape(1, -1, 1, 1)) ** 2).mean()
-        with torch.no_grad(), self._autocast():
-            mean = self.regression(torch.cat([x, e, inv], dim=1)).float()
-        y = (nxt - mean) / self.net.residual_scale.reshape(1, -1, 1, 1)
-        cond = torch.cat([x, mean, inv], dim=1)
-        n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
-        sigma = torch.exp(self.t["P_mean"] + self.t["P_std"] * n).to(y.device)
-        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in gens]).to(y.device)
-        with self._autocast():
-            denoised = model(y + noise * sigma[:, None, None, None], sigma, cond).float()
-        weight = edm_loss_weight(sigma, float(self.net.sigma_data))[:, None, None, None]
-        return (weight * (denoised - y) ** 2).mean()
+            return self.nets.regression_loss(**kw)
+        return self.nets.diffusion_loss(**kw, generators=gens, P_mean=self.t["P_mean"], P_std=self.t["P_std"])
 
     # ---------------------------------------------------------------- step
     def train_step(self) -> dict[str, float]:
@@ -566,6 +542,14 @@ class Trainer:
             self._writer.flush()
         return {"stage": self.stage, "step": self.step, "history": self.history, "valid": last_valid,
                 "spread_calibration": self.spread_calibration}
+
+
+def net_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """The network inputs of a batch as keyword arguments of the
+    :class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets` methods
+    (``extra``: the local-time channels, when the data has them)."""
+    return {"state": batch["state"], "conditioning": batch["conditioning"], "invariants": batch["invariants"],
+            "extra": batch.get("local_time")}
 
 
 def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.nn.Module:

@@ -10,6 +10,7 @@ import torch
 
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
 from stormcast_plugin.diffusion.samplers import make_generators
+from stormcast_plugin.train.loop import net_inputs
 
 __all__ = ["radial_spectrum", "validation_metrics"]
 
@@ -36,15 +37,9 @@ def _valid_batches(trainer: Any) -> list[dict[str, torch.Tensor]]:
     vs = trainer.valid_set
     n = len(vs)
     count = min(trainer.t["valid_batches"] * trainer.t["micro_batch"], n)
-    idx = np.linspace(0, n - 1, count).round().astype(int) if count else []
-    items = [vs[int(i)] for i in idx]
+    idx = np.linspace(0, n - 1, count).round().astype(int).tolist() if count else []
     m = trainer.t["micro_batch"]
-    out = []
-    for s in range(0, len(items), m):
-        chunk = items[s:s + m]
-        out.append({k: torch.stack([it[k] for it in chunk]).to(trainer.dist.device)
-                    for k in ("state", "next_state", "conditioning", "invariants")})
-    return out
+    return [trainer._collate(idx[s:s + m], vs) for s in range(0, len(idx), m)]
 
 
 @torch.no_grad()
@@ -63,13 +58,13 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
     for bi, batch in enumerate(batches):
         gens = [torch.Generator().manual_seed(10_000 + bi * 100 + j) for j in range(batch["state"].shape[0])]
         losses.append(float(trainer.loss(batch, gens, model=net)))
-        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        x, nxt = batch["state"], batch["next_state"]
         if trainer.stage == "regression":
-            pred = net(torch.cat([x, e, inv], dim=1)).float()
+            pred = trainer.nets.regression_mean(**net_inputs(batch), net=net)
         else:
             nets = StormCastNets(trainer.regression, net)
             steps = min(int(trainer.config["sampler"].get("num_steps", 18)), 8)
-            pred = nets.step(x, e, inv, sampler=SamplerOptions(num_steps=steps),
+            pred = nets.step(**net_inputs(batch), sampler=SamplerOptions(num_steps=steps),
                              generators=make_generators([bi * 100 + j for j in range(x.shape[0])]))
             spec_ratio.append((radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12)))
         se_model = se_model + ((pred - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
