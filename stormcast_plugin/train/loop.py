@@ -28,7 +28,7 @@ import torch
 
 from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig, StormCastNets
 from stormcast_plugin.train.checkpoint import latest_checkpoint, save_checkpoint
-from stormcast_plugin.train.config import sampler_options, stage_training
+from stormcast_plugin.train.config import Config, ModelConfig, TrainingConfig
 
 __all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "net_inputs", "sample_generators"]
 
@@ -68,16 +68,16 @@ def dist_info(device: str | None = None) -> DistInfo:
 
 
 # --------------------------------------------------------------------------- schedule & order
-def learning_rate(step: int, t: Mapping[str, Any]) -> float:
-    """Linear warm-up to ``lr``, then constant or cosine decay to ``min_lr``."""
-    lr, warm = float(t["lr"]), int(t.get("warmup_steps", 0))
+def learning_rate(step: int, t: TrainingConfig, steps: int) -> float:
+    """Linear warm-up to ``t.lr``, then constant or cosine decay to ``t.min_lr``
+    at ``steps``, the stage's last step."""
+    lr, warm = t.lr, t.warmup_steps
     if warm and step < warm:
         return lr * (step + 1) / warm
-    if t.get("schedule", "constant") == "cosine":
-        total = max(int(t["steps"]) - warm, 1)
+    if t.schedule == "cosine":
+        total = max(steps - warm, 1)
         frac = min(max(step - warm, 0) / total, 1.0)
-        lo = float(t.get("min_lr", 0.0))
-        return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * frac))
+        return t.min_lr + 0.5 * (lr - t.min_lr) * (1 + math.cos(math.pi * frac))
     return lr
 
 
@@ -109,27 +109,14 @@ def sample_generators(seed: int, step: int, positions: list[int]) -> list[torch.
 
 
 # --------------------------------------------------------------------------- nets
-def build_network(stage: str, model_cfg: Mapping[str, Any], c: int, ce: int, ci: int,
+def build_network(stage: str, model: ModelConfig, c: int, ce: int, ci: int,
                   shape: tuple[int, int]) -> torch.nn.Module:
     """A new regression or diffusion network for ``c`` state, ``ce``
     conditioning and ``ci`` invariant channels on a grid of ``shape``."""
-    common = dict(
-        img_resolution=tuple(shape),
-        model_channels=model_cfg["model_channels"],
-        channel_mult=tuple(model_cfg["channel_mult"]),
-        num_blocks=model_cfg["num_blocks"],
-        attn_resolutions=tuple(model_cfg.get("attn_resolutions", ())),
-        bottleneck_attention=model_cfg.get("bottleneck_attention", True),
-        dropout=model_cfg.get("dropout", 0.1),
-    )
+    net = model.network(stage, c, ce, ci, shape)
     if stage == "regression":
-        return RegressionNet(SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common),
-                             residual=bool(model_cfg.get("regression_residual", False)))
-    return EDMPrecond(
-        SongUNetConfig(in_channels=2 * c + c + ci, out_channels=c, embedding_type="positional",
-                       additive_pos_embed=bool(model_cfg.get("additive_pos_embed", False)), **common),
-        sigma_data=float(model_cfg.get("sigma_data", 0.5)),
-    )
+        return RegressionNet(net, residual=model.regression_residual)
+    return EDMPrecond(net, sigma_data=model.sigma_data)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -138,8 +125,8 @@ class Trainer:
 
     Parameters
     ----------
-    config : dict
-        A validated config (:func:`~stormcast_plugin.train.config.load_config`).
+    config : Config
+        The run's configuration (:func:`~stormcast_plugin.train.config.load_config`).
     run_dir : path-like
         The run folder; this stage writes into ``run_dir/<stage>``.
     stage : str
@@ -154,29 +141,29 @@ class Trainer:
         Stop (as if killed) after this many steps of this invocation; for tests.
     """
 
-    def __init__(self, config: Mapping[str, Any], run_dir: str | Path, stage: str, train_set: Any,
+    def __init__(self, config: Config, run_dir: str | Path, stage: str, train_set: Any,
                  valid_set: Any = None, *, dist: DistInfo | None = None, progress: bool = True,
                  stop_after: int | None = None) -> None:
         if stage not in ("regression", "diffusion"):
             raise ValueError(f"stage {stage!r} must be 'regression' or 'diffusion'")
         self.config = config
         self.stage = stage
-        self.t = stage_training(config, stage)
+        self.training = t = config.stage_training(stage)  # the training section as this stage sets it
+        self.steps = config.stage(stage).steps
         self.dir = Path(run_dir) / stage
         self.ckpt_dir = self.dir / "checkpoints"
         self.train_set, self.valid_set = train_set, valid_set
         self.dist = dist or DistInfo(0, 1, 0, torch.device("cpu"))
         self.progress = progress
         self.stop_after = stop_after
-        t = self.t
-        per_pass = t["micro_batch"] * self.dist.world
-        if t["batch_size"] % per_pass:
+        per_pass = t.micro_batch * self.dist.world
+        if t.batch_size % per_pass:
             raise ValueError(
-                f"training.batch_size = {t['batch_size']} is not a multiple of micro_batch x ranks = "
-                f"{t['micro_batch']} x {self.dist.world}; change one of them"
+                f"training.batch_size = {t.batch_size} is not a multiple of micro_batch x ranks = "
+                f"{t.micro_batch} x {self.dist.world}; change one of them"
             )
-        self.accum = t["batch_size"] // per_pass
-        if t["precision"] == "fp16" and self.dist.device.type != "cuda":
+        self.accum = t.batch_size // per_pass
+        if t.precision == "fp16" and self.dist.device.type != "cuda":
             raise ValueError("training.precision = fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         if len(train_set) == 0:
             raise ValueError("the training set has no valid samples (pairs of consecutive written hours)")
@@ -184,9 +171,9 @@ class Trainer:
         c, ce, ci = (len(train_set.state_variables), len(train_set.conditioning_variables),
                      len(train_set.input_invariant_names))
         shape = tuple(train_set[0]["state"].shape[-2:])
-        torch.manual_seed(t["seed"] + 1000 * self.dist.rank)
-        self.net = build_network(stage, config["model"], c, ce, ci, shape).to(self.dist.device)
-        self.ema = copy.deepcopy(self.net).eval() if t.get("ema_decay") else None
+        torch.manual_seed(t.seed + 1000 * self.dist.rank)
+        self.net = build_network(stage, config.model, c, ce, ci, shape).to(self.dist.device)
+        self.ema = copy.deepcopy(self.net).eval() if t.ema_decay else None
         self.regression: RegressionNet | None = None
         if stage == "diffusion":
             self.regression = load_stage_network(Path(run_dir), "regression").to(self.dist.device).eval()
@@ -194,22 +181,23 @@ class Trainer:
                 p.requires_grad_(False)
         # The network inputs and the losses; self.model (wrapped) runs in place of self.net.
         self.nets = StormCastNets(self.net) if stage == "regression" else StormCastNets(self.regression, self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=t["lr"], betas=tuple(t["betas"]))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, betas=t.betas)
         self.model = self.net
         if self.dist.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
-        if t.get("compile"):
+        if t.compile:
             self.model = torch.compile(self.model)
-        self.scaler = torch.amp.GradScaler("cuda") if t["precision"] == "fp16" else None
-        self.order = _Order(t["seed"], len(train_set))
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.order = _Order(t.seed, len(train_set))
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.spread_calibration: list[float] | None = None
         self._writer = None
         self._wandb = None
+        self._tensorboard, self._use_wandb = config.logging.tensorboard, config.logging.wandb
         self._resume()
-        if self.step == 0 and config["model"].get("residual_scaling", "none") == "rms":
+        if self.step == 0 and config.model.residual_scaling == "rms":
             self._set_scales()
 
     # ---------------------------------------------------------------- residual scales
@@ -238,7 +226,7 @@ class Trainer:
         indices = np.unique(np.linspace(0, len(self.train_set) - 1, n).round().astype(int)).tolist()
         total = None
         count = 0
-        m = self.t["micro_batch"]
+        m = self.training.micro_batch
         with torch.no_grad():
             for i in range(0, len(indices), m):
                 q = quantity(self._collate(indices[i:i + m])).float()
@@ -290,15 +278,14 @@ class Trainer:
         was_training = net.training
         net.eval()
         nets = StormCastNets(self.regression, net)
-        sampler = sampler_options(self.config)
         true_sq = sampled_sq = None
-        m = self.t["micro_batch"]
+        m = self.training.micro_batch
         with torch.no_grad():
             for i in range(0, len(indices), m):
                 b = self._collate(indices[i:i + m], data)
-                gens = sample_generators(self.t["seed"] + 7919, 0, indices[i:i + m])
+                gens = sample_generators(self.training.seed + 7919, 0, indices[i:i + m])
                 mean = nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
-                nxt = nets.step(**net_inputs(b), sampler=sampler, generators=gens, autocast_dtype=self._autocast_dtype())
+                nxt = nets.step(**net_inputs(b), sampler=self.config.sampler, generators=gens, autocast_dtype=self._autocast_dtype())
                 t_sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 s_sq = ((nxt - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 true_sq = t_sq if true_sq is None else true_sq + t_sq
@@ -376,11 +363,11 @@ class Trainer:
         payload = self._payload()  # every rank takes part in the gather
         if not self.dist.main:
             return None
-        return save_checkpoint(self.ckpt_dir, self.step, payload, keep=self.t["keep_checkpoints"])
+        return save_checkpoint(self.ckpt_dir, self.step, payload, keep=self.training.keep_checkpoints)
 
     # ---------------------------------------------------------------- batches
     def _positions(self, a: int) -> list[int]:
-        m, r, w = self.t["micro_batch"], self.dist.rank, self.dist.world
+        m, r, w = self.training.micro_batch, self.dist.rank, self.dist.world
         start = a * m * w + r * m
         return list(range(start, start + m))
 
@@ -389,7 +376,7 @@ class Trainer:
         return {k: torch.stack([it[k] for it in items]).to(self.dist.device) for k in _BATCH_KEYS if k in items[0]}
 
     def _batches(self, step: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        base = step * self.t["batch_size"]
+        base = step * self.training.batch_size
         for a in range(self.accum):
             pos = self._positions(a)
             if hasattr(self.train_set, "set_epoch"):
@@ -398,7 +385,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loss
     def _autocast_dtype(self) -> torch.dtype | None:
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.t["precision"]]
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.training.precision]
 
     def loss(self, batch: Mapping[str, torch.Tensor], gens: list[torch.Generator],
              model: torch.nn.Module | None = None) -> torch.Tensor:
@@ -408,19 +395,20 @@ class Trainer:
                   autocast_dtype=self._autocast_dtype())
         if self.stage == "regression":
             return self.nets.regression_loss(**kw)
-        return self.nets.diffusion_loss(**kw, generators=gens, P_mean=self.t["P_mean"], P_std=self.t["P_std"])
+        return self.nets.diffusion_loss(**kw, generators=gens, P_mean=self.training.P_mean,
+                                        P_std=self.training.P_std)
 
     # ---------------------------------------------------------------- step
     def train_step(self) -> dict[str, float]:
         """One optimiser step over the global batch."""
         self.model.train()
-        lr = learning_rate(self.step, self.t)
+        lr = learning_rate(self.step, self.training, self.steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         total = 0.0
         for a, (pos, batch) in enumerate(self._batches(self.step)):
-            gens = sample_generators(self.t["seed"], self.step, pos)
+            gens = sample_generators(self.training.seed, self.step, pos)
             sync = a == self.accum - 1 or self.dist.world == 1
             ctx = self.model.no_sync() if (not sync and hasattr(self.model, "no_sync")) else contextlib.nullcontext()
             with ctx:
@@ -438,14 +426,14 @@ class Trainer:
                 bad += 1
                 torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.net.parameters(), self.t["clip_grad"] if self.t.get("clip_grad") else float("inf"))
+            self.net.parameters(), self.training.clip_grad or float("inf"))
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
             self.opt.step()
         if self.ema is not None:
-            d = float(self.t["ema_decay"])
+            d = self.training.ema_decay
             with torch.no_grad():
                 for pe, p in zip(self.ema.parameters(), self.net.parameters()):
                     pe.lerp_(p.detach(), 1.0 - d)
@@ -474,26 +462,26 @@ class Trainer:
             return
         with open(self.dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"kind": prefix, **record}) + "\n")
-        if self._writer is None and self.config["logging"].get("tensorboard", True):
+        if self._writer is None and self._tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(str(self.dir / "tensorboard"))
             except ImportError:
-                self.config["logging"]["tensorboard"] = False
+                self._tensorboard = False
                 print("TensorBoard is not installed (pip install tensorboard); logging to metrics.jsonl only")
         if self._writer is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self._writer.add_scalar(f"{self.stage}/{prefix}/{k}", v, record.get("step", self.step))
-        if self.config["logging"].get("wandb") and self._wandb is None:
+        if self._use_wandb and self._wandb is None:
             try:
                 import wandb
 
-                self._wandb = wandb.init(project=self.config["logging"].get("wandb_project", "stormcast"),
-                                         config=dict(self.config), name=f"{self.dir.parent.name}-{self.stage}")
+                self._wandb = wandb.init(project=self.config.logging.wandb_project,
+                                         config=self.config.to_dict(), name=f"{self.dir.parent.name}-{self.stage}")
             except ImportError:
-                self.config["logging"]["wandb"] = False
+                self._use_wandb = False
                 print("wandb is not installed; set logging.wandb: false or pip install wandb")
         if self._wandb is not None:
             self._wandb.log({f"{self.stage}/{prefix}/{k}": v for k, v in record.items() if k != "step"},
@@ -504,7 +492,7 @@ class Trainer:
         """Train to ``steps`` (resuming if checkpoints exist); return a summary."""
         from tqdm.auto import tqdm
 
-        steps = self.t["steps"]
+        steps = self.steps
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.dist.main and self.step == 0:
             (self.dir / "metrics.jsonl").write_text("")
@@ -520,23 +508,23 @@ class Trainer:
         while self.step < steps:
             t0 = time.perf_counter()
             record = self.train_step()
-            rate = self.t["batch_size"] / max(time.perf_counter() - t0, 1e-9)
+            rate = self.training.batch_size / max(time.perf_counter() - t0, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{rate:.1f}")
-            if self.step % self.t["log_every"] == 0 or self.step == steps:
+            if self.step % self.training.log_every == 0 or self.step == steps:
                 self._log({**record, "samples_per_s": rate}, "train")
-            if self.valid_set is not None and (self.step % self.t["valid_every"] == 0 or self.step == steps):
+            if self.valid_set is not None and (self.step % self.training.valid_every == 0 or self.step == steps):
                 last_valid = self.validate()
                 self._log({"step": self.step, **last_valid}, "valid")
-            if self.step % self.t["checkpoint_every"] == 0 or self.step == steps:
+            if self.step % self.training.checkpoint_every == 0 or self.step == steps:
                 self.save()
             done += 1
             if self.stop_after is not None and done >= self.stop_after:
                 break
         bar.close()
-        if (self.stage == "diffusion" and self.step >= steps and int(self.t.get("calibrate_spread") or 0) > 0
-                and self.spread_calibration is None):
-            self.calibrate_spread(int(self.t["calibrate_spread"]))
+        calibrate = self.config.diffusion.calibrate_spread if self.stage == "diffusion" else 0
+        if calibrate > 0 and self.step >= steps and self.spread_calibration is None:
+            self.calibrate_spread(calibrate)
             self.save()
         if self._writer is not None:
             self._writer.flush()

@@ -36,9 +36,9 @@ def radial_spectrum(field: torch.Tensor) -> torch.Tensor:
 def _valid_batches(trainer: Any) -> list[dict[str, torch.Tensor]]:
     vs = trainer.valid_set
     n = len(vs)
-    count = min(trainer.t["valid_batches"] * trainer.t["micro_batch"], n)
+    m = trainer.training.micro_batch
+    count = min(trainer.training.valid_batches * m, n)
     idx = np.linspace(0, n - 1, count).round().astype(int).tolist() if count else []
-    m = trainer.t["micro_batch"]
     return [trainer._collate(idx[s:s + m], vs) for s in range(0, len(idx), m)]
 
 
@@ -63,7 +63,7 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
             pred = trainer.nets.regression_mean(**net_inputs(batch), net=net)
         else:
             nets = StormCastNets(trainer.regression, net)
-            steps = min(int(trainer.config["sampler"].get("num_steps", 18)), 8)
+            steps = min(trainer.config.sampler.num_steps, 8)
             pred = nets.step(**net_inputs(batch), sampler=SamplerOptions(num_steps=steps),
                              generators=make_generators([bi * 100 + j for j in range(x.shape[0])]))
             spec_ratio.append((radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12)))
@@ -82,7 +82,7 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
     if spec_ratio:
         ratio = torch.stack(spec_ratio).mean(0)  # [C, K]
         out["spectrum_ratio_high_k"] = float(ratio[:, ratio.shape[-1] // 2:].mean())
-    if trainer.config["logging"].get("panels", True) and first is not None:
+    if trainer.config.logging.panels and first is not None:
         _panels(trainer, names, first, std)
     return out
 

@@ -28,13 +28,17 @@ def _weights(run_dir, stage):
 
 
 def test_learning_rate_schedule():
-    t = {"lr": 1.0, "warmup_steps": 4, "schedule": "cosine", "min_lr": 0.1, "steps": 14}
-    assert learning_rate(0, t) == pytest.approx(0.25)
-    assert learning_rate(3, t) == pytest.approx(1.0)
-    assert learning_rate(4, t) == pytest.approx(1.0)
-    assert learning_rate(9, t) == pytest.approx(0.55)  # halfway down the cosine
-    assert learning_rate(14, t) == pytest.approx(0.1)
-    assert learning_rate(100, {**t, "schedule": "constant"}) == 1.0
+    from dataclasses import replace
+
+    from stormcast_plugin.train.config import TrainingConfig
+
+    t = TrainingConfig(lr=1.0, warmup_steps=4, schedule="cosine", min_lr=0.1)
+    assert learning_rate(0, t, 14) == pytest.approx(0.25)
+    assert learning_rate(3, t, 14) == pytest.approx(1.0)
+    assert learning_rate(4, t, 14) == pytest.approx(1.0)
+    assert learning_rate(9, t, 14) == pytest.approx(0.55)  # halfway down the cosine
+    assert learning_rate(14, t, 14) == pytest.approx(0.1)
+    assert learning_rate(100, replace(t, schedule="constant"), 14) == 1.0
 
 
 def test_regression_learns_and_beats_persistence(tiny_store, tmp_path):
@@ -189,7 +193,7 @@ def test_spread_calibration_matches_sampled_and_true_residual_rms(tiny_store, tm
     with torch.no_grad():
         mean = nets.regression(torch.cat([batch["state"], batch["conditioning"], batch["invariants"]], 1))
         out = nets.step(batch["state"], batch["conditioning"], batch["invariants"], sampler=SamplerOptions(num_steps=4),
-                        generators=sample_generators(cfg["training"]["seed"] + 7919, 0, idx))
+                        generators=sample_generators(cfg.training.seed + 7919, 0, idx))
     rms_true = (batch["next_state"] - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
     rms_sampled = (out - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
     free = (factor > 0.25) & (factor < 4.0)

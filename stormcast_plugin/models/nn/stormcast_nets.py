@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -54,17 +54,20 @@ class SamplerOptions:
     standard normal, so each step samples the same distribution, but a
     member's residuals stay alike for several hours, as the errors of a
     forecast do. 0 (the default) draws independent noise every hour.
+
+    Each field's metadata states the values it accepts (``ge``, ``gt``:
+    bounds; ``allow_inf``: infinity too), which configuration readers check.
     """
 
-    num_steps: int = 18
-    sigma_min: float = 0.002
-    sigma_max: float = 800.0
-    rho: float = 7.0
-    S_churn: float = 0.0
-    S_min: float = 0.0
-    S_max: float = math.inf
-    S_noise: float = 1.0
-    noise_memory_h: float = 0.0
+    num_steps: int = field(default=18, metadata={"ge": 1})
+    sigma_min: float = field(default=0.002, metadata={"gt": 0})
+    sigma_max: float = field(default=800.0, metadata={"gt": 0})
+    rho: float = field(default=7.0, metadata={"gt": 0})
+    S_churn: float = field(default=0.0, metadata={"ge": 0})
+    S_min: float = field(default=0.0, metadata={"ge": 0})
+    S_max: float = field(default=math.inf, metadata={"gt": 0, "allow_inf": True})
+    S_noise: float = field(default=1.0, metadata={"gt": 0})
+    noise_memory_h: float = field(default=0.0, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_memory_h) and self.noise_memory_h >= 0):
