@@ -24,6 +24,7 @@ __all__ = ["Config", "ConfigError", "DataConfig", "DiffusionStageConfig", "Loggi
 
 
 def main(argv=None) -> int:
-    from stormcast_plugin.train.__main__ import main as _main
+    """``stormcast train`` with the arguments ``argv`` (see :mod:`stormcast_plugin.cli.train`)."""
+    from stormcast_plugin.cli.train import main as _main
 
     return _main(argv)
