@@ -43,8 +43,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def train_from_args(args: argparse.Namespace) -> int:
-    """Run ``stormcast train``; returns the exit status (2: bad input)."""
+    """Run ``stormcast train``; returns the exit status (2: bad input, 1: training failed)."""
     from stormcast_plugin.train.config import ConfigError, load_config
+    from stormcast_plugin.train.loop import TrainingError
     from stormcast_plugin.train.run import run_training
 
     try:
@@ -56,6 +57,9 @@ def train_from_args(args: argparse.Namespace) -> int:
     try:
         summaries = run_training(config, args.run_dir, stages=stages, device=args.device,
                                  progress=not args.no_progress, stop_after=args.stop_after)
+    except TrainingError as err:
+        print(f"training stopped: {err}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as err:  # a bad store, run folder or device
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,13 +27,22 @@ import numpy as np
 import torch
 
 from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig, StormCastNets
-from stormcast_plugin.train.checkpoint import latest_checkpoint, save_checkpoint
+from stormcast_plugin.train.checkpoint import (
+    latest_checkpoint,
+    nonfinite_tensors,
+    remove_temporaries,
+    save_checkpoint,
+)
 from stormcast_plugin.train.config import Config, ModelConfig, TrainingConfig
 
-__all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "net_inputs", "sample_generators"]
+__all__ = ["DistInfo", "Trainer", "TrainingError", "dist_info", "learning_rate", "net_inputs", "sample_generators"]
 
 # The fields of a sample that go on the device (``local_time`` only when the data has it).
 _BATCH_KEYS = ("state", "next_state", "conditioning", "invariants", "local_time")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the weights became NaN or infinite)."""
 
 
 # --------------------------------------------------------------------------- distributed
@@ -196,6 +205,9 @@ class Trainer:
         self._writer = None
         self._wandb = None
         self._tensorboard, self._use_wandb = config.logging.tensorboard, config.logging.wandb
+        if self.dist.main:
+            for path in remove_temporaries(self.ckpt_dir):
+                print(f"[{stage}] removed {path}, a checkpoint whose writing was interrupted", flush=True)
         self._resume()
         if self.step == 0 and config.model.residual_scaling == "rms":
             self._set_scales()
@@ -432,6 +444,14 @@ class Trainer:
             self.scaler.update()
         else:
             self.opt.step()
+        broken = nonfinite_tensors(self.net.state_dict())
+        if broken:
+            raise TrainingError(
+                f"[{self.stage}] step {self.step + 1}: the weights became NaN or infinite in {broken[:4]}"
+                f"{' ...' if len(broken) > 4 else ''} at learning rate {lr:g}; the run diverged and this step is "
+                "not saved. Lower training.lr (or set training.clip_grad) and run again: it resumes from the "
+                "last checkpoint"
+            )
         if self.ema is not None:
             d = self.training.ema_decay
             with torch.no_grad():
@@ -547,13 +567,19 @@ def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.
         raise FileNotFoundError(
             f"no {stage} checkpoint in {Path(run_dir) / stage / 'checkpoints'}; train the {stage} stage first"
         )
-    payload, _ = found
+    payload, path = found
     cfg = SongUNetConfig.from_dict(payload["net_config"])
     if stage == "regression":
         net = RegressionNet(cfg, residual=bool(payload.get("residual", False)))
     else:
         net = EDMPrecond(cfg, payload.get("sigma_data", 0.5))
     weights = payload["ema"] if (ema and payload.get("ema") is not None) else payload["model"]
+    broken = nonfinite_tensors(weights)
+    if broken:
+        raise ValueError(
+            f"{path} holds NaN or infinite {stage} weights in {broken[:4]}{' ...' if len(broken) > 4 else ''}: "
+            f"that run diverged. Train the {stage} stage again (with a lower training.lr) in a new --run-dir"
+        )
     net.load_state_dict(weights)
     if stage == "diffusion" and payload.get("spread_calibration") is not None:
         net.set_residual_scale(net.residual_scale * torch.as_tensor(payload["spread_calibration"]))

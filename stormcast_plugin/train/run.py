@@ -131,9 +131,9 @@ def run_training(config: Config, run_dir: str | Path, *, stages: Sequence[str] =
 
     dist = dist_info(device)
     run_dir = Path(run_dir)
+    train, valid = make_datasets(config)  # the stores are checked before anything is written
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    train, valid = make_datasets(config)
     summaries = []
     for stage in stages:
         if config.stage(stage).steps == 0:
