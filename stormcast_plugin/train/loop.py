@@ -297,7 +297,8 @@ class Trainer:
                 b = self._collate(indices[i:i + m], data)
                 gens = sample_generators(self.training.seed + 7919, 0, indices[i:i + m])
                 mean = nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
-                nxt = nets.step(**net_inputs(b), sampler=self.config.sampler, generators=gens, autocast_dtype=self._autocast_dtype())
+                nxt = nets.step(**net_inputs(b), sampler=self.config.sampler, generators=gens,
+                                autocast_dtype=self._autocast_dtype())
                 t_sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 s_sq = ((nxt - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 true_sq = t_sq if true_sq is None else true_sq + t_sq

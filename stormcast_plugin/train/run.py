@@ -117,7 +117,8 @@ def make_datasets(config: Config) -> tuple[Any, Any]:
             if len(part):
                 valid.append(part)
     if not train:
-        raise ConfigError(f"data.train (start {train_p.start}, end {train_p.end}) holds no hours of any store in data.store {data['paths']}; "
+        raise ConfigError(f"data.train (start {train_p.start}, end {train_p.end}) holds no hours of any store in "
+                          f"data.store {data['paths']}; "
                           "widen the period or add a store that covers it")
     train_set = train[0] if len(train) == 1 else MultiStoreDataset(train)
     valid_set = None if not valid else valid[0] if len(valid) == 1 else MultiStoreDataset(valid)
