@@ -122,10 +122,14 @@ def build_side(side: str, stage: str, cfg: dict, dropout: float, workdir: Path):
     opt = torch.optim.Adam(net.parameters(), lr=LR, betas=BETAS)
 
     if side == "ours":
+        from stormcast_plugin.models.nn import StormCastNets
+        from stormcast_plugin.train.config import TrainingConfig
+
         tr = Trainer.__new__(Trainer)  # just what Trainer.loss reads
-        tr.stage, tr.net, tr.model = stage, net, net
-        tr.regression = reg if stage == "diffusion" else None
-        tr.t = dict(precision="fp32", P_mean=P_MEAN, P_std=P_STD)
+        tr.stage, tr.model = stage, net
+        tr.nets = StormCastNets(reg, diff)
+        tr.training = TrainingConfig(precision="fp32", P_mean=P_MEAN, P_std=P_STD)
+        net.train()  # StormCastNets starts in eval mode
 
         def loss_fn(gens):
             return tr.loss(batch, gens)

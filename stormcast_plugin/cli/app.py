@@ -60,22 +60,14 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--member", type=int, default=0, help="ensemble member to draw (default 0)")
     pl.add_argument("--time-index", type=int, default=0, help="initial time index (default 0)")
     pl.add_argument("--no-gif", action="store_true", help="skip the animations")
-    from stormcast_plugin.train.__main__ import add_arguments
+    from stormcast_plugin.cli.train import add_export_arguments, add_train_arguments
 
-    add_arguments(sub.add_parser("train", help="train a model (regression, then diffusion)",
-                                 description="Train StormCast from a YAML config (or preset paper/tiny); "
-                                 "resumes from the run folder's checkpoints. Also runs under torchrun."))
-    ex = sub.add_parser("export", help="export a trained run as a model package",
-                        description="Write a model package (weights, config, statistics, invariants, "
-                        "checksums, model card) that StormCast.load_model reads.")
-    ex.add_argument("run_dir", help="training run folder")
-    ex.add_argument("out", help="package folder to write")
-    ex.add_argument("--overwrite", action="store_true", help="replace an existing package folder")
-    ex.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
-    ex.add_argument("--name", help="package name (default: the run folder name)")
-    ex.add_argument("--description", help="one-line description for the model card")
-    ex.add_argument("--push-to-hub", metavar="REPO", help="also upload to this Hugging Face repo (org/name)")
-    ex.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    add_train_arguments(sub.add_parser("train", help="train a model (regression, then diffusion)",
+                                       description="Train StormCast from a YAML config (or preset paper/tiny); "
+                                       "resumes from the run folder's checkpoints. Also runs under torchrun."))
+    add_export_arguments(sub.add_parser("export", help="export a trained run as a model package",
+                                        description="Write a model package (weights, config, statistics, "
+                                        "invariants, checksums, model card) that StormCast.load_model reads."))
 
     from stormcast_plugin.scoring.evaluate import add_score_arguments
 
@@ -217,21 +209,15 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from stormcast_plugin.train.__main__ import run_from_args
+    from stormcast_plugin.cli.train import train_from_args
 
-    return run_from_args(args)
+    return train_from_args(args)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from stormcast_plugin.train.run import export_run, push_to_hub
+    from stormcast_plugin.cli.train import export_from_args
 
-    out = export_run(args.run_dir, args.out, overwrite=args.overwrite, use_ema=not args.no_ema,
-                     name=args.name, description=args.description)
-    print(f"wrote package {out}", file=sys.stderr)
-    if args.push_to_hub:
-        url = push_to_hub(out, args.push_to_hub, private=args.private)
-        print(f"uploaded to {url}", file=sys.stderr)
-    return 0
+    return export_from_args(args)
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ with noise levels :math:`\\ln\\sigma \\sim \\mathcal N(P_\\text{mean}, P_\\text{
 and the loss weight :math:`\\lambda(\\sigma) = 1/c_\\text{out}^2`, which makes the
 effective training target of ``F`` unit-variance at every noise level.
 
+These are pure functions of tensors; which network inputs they see is
+:class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets`' business.
+
 References
 ----------
 .. [1] T. Karras, M. Aittala, T. Aila, S. Laine, "Elucidating the Design Space
@@ -19,7 +22,10 @@ import numbers
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from stormcast_plugin.diffusion.samplers import Generators, randn_per_sample
 
 __all__ = [
     "edm_precondition_coefficients",
@@ -42,30 +48,13 @@ def _check_sigma_data(sigma_data: float) -> float:
     return sigma_data
 
 
-def _check_reduction(reduction: str) -> str:
+def _check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
-    return reduction
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
-def _randn(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    dtype: torch.dtype,
-    device: torch.device | str | None,
-) -> Tensor:
-    """``torch.randn`` drawn on the generator's device, then moved to ``device``."""
-    if generator is None:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.randn(shape, generator=generator, dtype=dtype, device=generator.device).to(device)
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 
 def edm_precondition_coefficients(
@@ -109,7 +98,7 @@ def sample_training_sigma(
     *,
     P_mean: float = -1.2,
     P_std: float = 1.2,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -121,8 +110,9 @@ def sample_training_sigma(
         Number of noise levels ``B`` (>= 1).
     P_mean, P_std : float, default -1.2 and 1.2
         Mean and standard deviation of :math:`\ln\sigma`.
-    generator : torch.Generator, optional
-        Random source (global RNG when ``None``).
+    generator : torch.Generator or sequence of B generators, optional
+        Random source: one generator draws the batch at once; one per sample
+        draws each sample's level from its own (global RNG when ``None``).
     device : torch.device or str, optional
         Device of the result.
     dtype : torch.dtype, default torch.float32
@@ -139,8 +129,8 @@ def sample_training_sigma(
         raise ValueError(f"P_std must be >= 0 and finite, got {P_std}; the EDM default is 1.2.")
     if not math.isfinite(P_mean):
         raise ValueError(f"P_mean must be finite, got {P_mean}; the EDM default is -1.2.")
-    n = _randn((batch,), generator, dtype, device)
-    return (P_mean + P_std * n).exp()
+    n = randn_per_sample((batch,), generator, dtype=dtype)
+    return (P_mean + P_std * n).exp().to(device)
 
 
 def edm_loss_weight(sigma: Tensor, sigma_data: float = 0.5) -> Tensor:
@@ -172,7 +162,7 @@ def edm_loss(
     P_mean: float = -1.2,
     P_std: float = 1.2,
     sigma_data: float = 0.5,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""EDM denoising loss :math:`\lambda(\sigma)\,\lVert D(y + n; \sigma) - y \rVert^2`.
@@ -198,8 +188,8 @@ def edm_loss(
         Log-normal noise-level distribution, see :func:`sample_training_sigma`.
     sigma_data : float, default 0.5
         Standard deviation of the data (sets the loss weight).
-    generator : torch.Generator, optional
-        Random source for ``sigma`` and ``noise``.
+    generator : torch.Generator or sequence of B generators, optional
+        Random source for ``sigma`` and ``noise`` (per sample with a sequence).
     reduction : {'mean', 'sum', 'none'}, default 'mean'
         ``'none'`` returns the per-element weighted squared error.
 
@@ -215,46 +205,37 @@ def edm_loss(
         shapes.
     """
     _check_reduction(reduction)
-    if y.ndim < 1:
-        raise ValueError("y must have a leading batch dimension, got a 0-d tensor; pass [B, C, H, W].")
     batch = y.shape[0]
     if sigma is None:
-        sigma = sample_training_sigma(
-            batch, P_mean=P_mean, P_std=P_std, generator=generator, device=y.device, dtype=y.dtype
-        )
-    elif sigma.shape != (batch,):
-        raise ValueError(
-            f"sigma must have shape [B]=({batch},), got {tuple(sigma.shape)}; "
-            "pass one noise level per sample."
-        )
+        sigma = sample_training_sigma(batch, P_mean=P_mean, P_std=P_std, generator=generator, device=y.device,
+                                      dtype=y.dtype)
     if noise is None:
-        noise = _randn(tuple(y.shape), generator, y.dtype, y.device)
-    elif noise.shape != y.shape:
-        raise ValueError(
-            f"noise shape {tuple(noise.shape)} does not match y shape {tuple(y.shape)}; "
-            "pass standard normal noise shaped like y."
-        )
-
+        noise = randn_per_sample(tuple(y.shape), generator, dtype=y.dtype, device=y.device)
+    if sigma.shape != (batch,):
+        raise ValueError(f"sigma must have shape [B]=({batch},), got {tuple(sigma.shape)}; "
+                         "pass one noise level per sample.")
+    if noise.shape != y.shape:
+        raise ValueError(f"noise shape {tuple(noise.shape)} does not match y shape {tuple(y.shape)}; "
+                         "pass standard normal noise shaped like y.")
     sigma_b = sigma.reshape((batch,) + (1,) * (y.ndim - 1))
-    n = noise * sigma_b
-    D = denoise(y + n, sigma)
+    D = denoise(y + noise * sigma_b, sigma)
     if D.shape != y.shape:
-        raise ValueError(
-            f"denoise returned shape {tuple(D.shape)} for targets of shape {tuple(y.shape)}; "
-            "the denoiser must return D(x; sigma) with the shape of x."
-        )
-    weight = edm_loss_weight(sigma_b, sigma_data)
-    loss = weight * (D - y) ** 2
-    return _reduce(loss, reduction)
+        raise ValueError(f"denoise returned shape {tuple(D.shape)} for targets of shape {tuple(y.shape)}; "
+                         "the denoiser must return D(x; sigma) with the shape of x.")
+    return _reduce(edm_loss_weight(sigma_b, sigma_data) * (D - y) ** 2, reduction)
 
 
-def regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error of the regression U-Net.
+def regression_loss(pred: Tensor, target: Tensor, scale: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Mean squared error of the regression net, optionally per-channel scaled.
 
     Parameters
     ----------
     pred, target : Tensor
         Prediction and target, identical shapes.
+    scale : Tensor, optional
+        Divides the error (broadcast against it, e.g. ``[1, C, 1, 1]``): the
+        error in units of each channel's typical hourly change, so that all
+        channels weigh alike.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
         ``'none'`` returns the per-element squared error.
 
@@ -274,4 +255,6 @@ def regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean") -> Te
             f"pred shape {tuple(pred.shape)} does not match target shape "
             f"{tuple(target.shape)}; regression_loss needs identical shapes (no broadcasting)."
         )
-    return _reduce((pred - target) ** 2, reduction)
+    if scale is None:
+        return F.mse_loss(pred, target, reduction=reduction)
+    return _reduce(((pred - target) / scale) ** 2, reduction)

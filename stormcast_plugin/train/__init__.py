@@ -5,12 +5,26 @@ and ``python -m stormcast_plugin.train`` (the same arguments, also under
 ``torchrun``). See :mod:`stormcast_plugin.train.config` for the format.
 """
 
-from stormcast_plugin.train.config import ConfigError, apply_overrides, load_config, validate_config
+from stormcast_plugin.train.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    DiffusionStageConfig,
+    LoggingConfig,
+    ModelConfig,
+    Period,
+    StageConfig,
+    TrainingConfig,
+    apply_overrides,
+    load_config,
+)
 
-__all__ = ["ConfigError", "apply_overrides", "load_config", "validate_config", "main"]
+__all__ = ["Config", "ConfigError", "DataConfig", "DiffusionStageConfig", "LoggingConfig", "ModelConfig", "Period",
+           "StageConfig", "TrainingConfig", "apply_overrides", "load_config", "main"]
 
 
 def main(argv=None) -> int:
-    from stormcast_plugin.train.__main__ import main as _main
+    """``stormcast train`` with the arguments ``argv`` (see :mod:`stormcast_plugin.cli.train`)."""
+    from stormcast_plugin.cli.train import main as _main
 
     return _main(argv)

@@ -111,9 +111,9 @@ class StormCastDataset(torch.utils.data.Dataset):
         Return the invariants z-scored per channel over the whole grid
         (:func:`normalize_invariants`) instead of as stored.
     local_time : bool
-        Append the two local-time channels of hour ``t``
-        (:func:`~stormcast_plugin.utils.local_time.local_time_channels`) to the
-        invariants of every sample.
+        Give every sample the two local-time channels of hour ``t``
+        (:func:`~stormcast_plugin.utils.local_time.local_time_channels`), which
+        the networks see right after the invariants.
 
     Attributes
     ----------
@@ -155,9 +155,11 @@ class StormCastDataset(torch.utils.data.Dataset):
         normalised.
     ``invariants`` ``[Ci, H, W]`` float32
         As stored (StormCast feeds them to the networks unnormalised), or
-        z-scored with ``normalize_invariants``; with ``local_time`` followed
-        by the cos and sin of the local solar time at ``t`` (``Ci + 2``
-        channels: :attr:`input_invariant_names`).
+        z-scored with ``normalize_invariants``.
+    ``local_time`` ``[2, H, W]`` float32, only with ``local_time``
+        The cos and sin of the local solar time at ``t``: the networks' input
+        channels after the invariants (:attr:`input_invariant_names`), the
+        ``extra`` of :class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets`.
     ``time`` int64 scalar
         ``t`` in hours since 1970-01-01.
     ``offset`` int64 ``[2]``
@@ -352,7 +354,8 @@ class StormCastDataset(torch.utils.data.Dataset):
 
     @property
     def input_invariant_names(self) -> tuple[str, ...]:
-        """Names of the ``invariants`` channels of a sample (with the local-time channels)."""
+        """Names of the networks' input channels after the conditioning: the
+        invariants, then the local-time channels."""
         return self.invariant_names + (LOCAL_TIME_CHANNELS if self.local_time else ())
 
     @property
@@ -436,14 +439,8 @@ class StormCastDataset(torch.utils.data.Dataset):
             nxt = nxt[:, rows, cols].contiguous()
             c = c[:, rows, cols]
             inv = inv[:, rows, cols]
-        if self.local_time:
-            lon = np.asarray(self.grid.lon, dtype=np.float64)
-            if self.crop is not None:
-                lon = lon[rows, cols]
-            clock = torch.from_numpy(local_time_channels(self._store.times[k], lon)[0])
-            inv = torch.cat([inv, clock], dim=0)
         hours = int((self._store.times[k] - _EPOCH) // _HOUR)
-        return {
+        item = {
             "state": state,
             "next_state": nxt,
             "conditioning": c.contiguous(),
@@ -451,6 +448,12 @@ class StormCastDataset(torch.utils.data.Dataset):
             "time": torch.tensor(hours, dtype=torch.int64),
             "offset": torch.tensor([r0, c0], dtype=torch.int64),
         }
+        if self.local_time:
+            lon = np.asarray(self.grid.lon, dtype=np.float64)
+            if self.crop is not None:
+                lon = lon[rows, cols]
+            item["local_time"] = torch.from_numpy(local_time_channels(self._store.times[k], lon)[0])
+        return item
 
     # -------------------------------------------------------------- helpers
     def denormalize(self, x: "torch.Tensor | np.ndarray", kind: str = "state") -> "torch.Tensor | np.ndarray":

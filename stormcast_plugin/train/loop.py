@@ -25,15 +25,24 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from stormcast_plugin.models.nn.stormcast_nets import StormCastNets
-from stormcast_plugin.diffusion.losses import edm_loss_weight
-from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig
-from stormcast_plugin.train.checkpoint import latest_checkpoint, save_checkpoint
-from stormcast_plugin.train.config import sampler_options, stage_training
+from stormcast_plugin.models.nn import EDMPrecond, RegressionNet, SongUNetConfig, StormCastNets
+from stormcast_plugin.train.checkpoint import (
+    latest_checkpoint,
+    nonfinite_tensors,
+    remove_temporaries,
+    save_checkpoint,
+)
+from stormcast_plugin.train.config import Config, ModelConfig, TrainingConfig
 
-__all__ = ["DistInfo", "Trainer", "dist_info", "learning_rate", "sample_generators"]
+__all__ = ["DistInfo", "Trainer", "TrainingError", "dist_info", "learning_rate", "net_inputs", "sample_generators"]
+
+# The fields of a sample that go on the device (``local_time`` only when the data has it).
+_BATCH_KEYS = ("state", "next_state", "conditioning", "invariants", "local_time")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the weights became NaN or infinite)."""
 
 
 # --------------------------------------------------------------------------- distributed
@@ -68,16 +77,16 @@ def dist_info(device: str | None = None) -> DistInfo:
 
 
 # --------------------------------------------------------------------------- schedule & order
-def learning_rate(step: int, t: Mapping[str, Any]) -> float:
-    """Linear warm-up to ``lr``, then constant or cosine decay to ``min_lr``."""
-    lr, warm = float(t["lr"]), int(t.get("warmup_steps", 0))
+def learning_rate(step: int, t: TrainingConfig, steps: int) -> float:
+    """Linear warm-up to ``t.lr``, then constant or cosine decay to ``t.min_lr``
+    at ``steps``, the stage's last step."""
+    lr, warm = t.lr, t.warmup_steps
     if warm and step < warm:
         return lr * (step + 1) / warm
-    if t.get("schedule", "constant") == "cosine":
-        total = max(int(t["steps"]) - warm, 1)
+    if t.schedule == "cosine":
+        total = max(steps - warm, 1)
         frac = min(max(step - warm, 0) / total, 1.0)
-        lo = float(t.get("min_lr", 0.0))
-        return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * frac))
+        return t.min_lr + 0.5 * (lr - t.min_lr) * (1 + math.cos(math.pi * frac))
     return lr
 
 
@@ -109,27 +118,14 @@ def sample_generators(seed: int, step: int, positions: list[int]) -> list[torch.
 
 
 # --------------------------------------------------------------------------- nets
-def build_network(stage: str, model_cfg: Mapping[str, Any], c: int, ce: int, ci: int,
+def build_network(stage: str, model: ModelConfig, c: int, ce: int, ci: int,
                   shape: tuple[int, int]) -> torch.nn.Module:
     """A new regression or diffusion network for ``c`` state, ``ce``
     conditioning and ``ci`` invariant channels on a grid of ``shape``."""
-    common = dict(
-        img_resolution=tuple(shape),
-        model_channels=model_cfg["model_channels"],
-        channel_mult=tuple(model_cfg["channel_mult"]),
-        num_blocks=model_cfg["num_blocks"],
-        attn_resolutions=tuple(model_cfg.get("attn_resolutions", ())),
-        bottleneck_attention=model_cfg.get("bottleneck_attention", True),
-        dropout=model_cfg.get("dropout", 0.1),
-    )
+    net = model.network(stage, c, ce, ci, shape)
     if stage == "regression":
-        return RegressionNet(SongUNetConfig(in_channels=c + ce + ci, out_channels=c, embedding_type="zero", **common),
-                             residual=bool(model_cfg.get("regression_residual", False)))
-    return EDMPrecond(
-        SongUNetConfig(in_channels=2 * c + c + ci, out_channels=c, embedding_type="positional",
-                       additive_pos_embed=bool(model_cfg.get("additive_pos_embed", False)), **common),
-        sigma_data=float(model_cfg.get("sigma_data", 0.5)),
-    )
+        return RegressionNet(net, residual=model.regression_residual)
+    return EDMPrecond(net, sigma_data=model.sigma_data)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -138,8 +134,8 @@ class Trainer:
 
     Parameters
     ----------
-    config : dict
-        A validated config (:func:`~stormcast_plugin.train.config.load_config`).
+    config : Config
+        The run's configuration (:func:`~stormcast_plugin.train.config.load_config`).
     run_dir : path-like
         The run folder; this stage writes into ``run_dir/<stage>``.
     stage : str
@@ -154,29 +150,29 @@ class Trainer:
         Stop (as if killed) after this many steps of this invocation; for tests.
     """
 
-    def __init__(self, config: Mapping[str, Any], run_dir: str | Path, stage: str, train_set: Any,
+    def __init__(self, config: Config, run_dir: str | Path, stage: str, train_set: Any,
                  valid_set: Any = None, *, dist: DistInfo | None = None, progress: bool = True,
                  stop_after: int | None = None) -> None:
         if stage not in ("regression", "diffusion"):
             raise ValueError(f"stage {stage!r} must be 'regression' or 'diffusion'")
         self.config = config
         self.stage = stage
-        self.t = stage_training(config, stage)
+        self.training = t = config.stage_training(stage)  # the training section as this stage sets it
+        self.steps = config.stage(stage).steps
         self.dir = Path(run_dir) / stage
         self.ckpt_dir = self.dir / "checkpoints"
         self.train_set, self.valid_set = train_set, valid_set
         self.dist = dist or DistInfo(0, 1, 0, torch.device("cpu"))
         self.progress = progress
         self.stop_after = stop_after
-        t = self.t
-        per_pass = t["micro_batch"] * self.dist.world
-        if t["batch_size"] % per_pass:
+        per_pass = t.micro_batch * self.dist.world
+        if t.batch_size % per_pass:
             raise ValueError(
-                f"training.batch_size = {t['batch_size']} is not a multiple of micro_batch x ranks = "
-                f"{t['micro_batch']} x {self.dist.world}; change one of them"
+                f"training.batch_size = {t.batch_size} is not a multiple of micro_batch x ranks = "
+                f"{t.micro_batch} x {self.dist.world}; change one of them"
             )
-        self.accum = t["batch_size"] // per_pass
-        if t["precision"] == "fp16" and self.dist.device.type != "cuda":
+        self.accum = t.batch_size // per_pass
+        if t.precision == "fp16" and self.dist.device.type != "cuda":
             raise ValueError("training.precision = fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         if len(train_set) == 0:
             raise ValueError("the training set has no valid samples (pairs of consecutive written hours)")
@@ -184,30 +180,36 @@ class Trainer:
         c, ce, ci = (len(train_set.state_variables), len(train_set.conditioning_variables),
                      len(train_set.input_invariant_names))
         shape = tuple(train_set[0]["state"].shape[-2:])
-        torch.manual_seed(t["seed"] + 1000 * self.dist.rank)
-        self.net = build_network(stage, config["model"], c, ce, ci, shape).to(self.dist.device)
-        self.ema = copy.deepcopy(self.net).eval() if t.get("ema_decay") else None
+        torch.manual_seed(t.seed + 1000 * self.dist.rank)
+        self.net = build_network(stage, config.model, c, ce, ci, shape).to(self.dist.device)
+        self.ema = copy.deepcopy(self.net).eval() if t.ema_decay else None
         self.regression: RegressionNet | None = None
         if stage == "diffusion":
             self.regression = load_stage_network(Path(run_dir), "regression").to(self.dist.device).eval()
             for p in self.regression.parameters():
                 p.requires_grad_(False)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=t["lr"], betas=tuple(t["betas"]))
+        # The network inputs and the losses; self.model (wrapped) runs in place of self.net.
+        self.nets = StormCastNets(self.net) if stage == "regression" else StormCastNets(self.regression, self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, betas=t.betas)
         self.model = self.net
         if self.dist.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
-        if t.get("compile"):
+        if t.compile:
             self.model = torch.compile(self.model)
-        self.scaler = torch.amp.GradScaler("cuda") if t["precision"] == "fp16" else None
-        self.order = _Order(t["seed"], len(train_set))
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.order = _Order(t.seed, len(train_set))
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.spread_calibration: list[float] | None = None
         self._writer = None
         self._wandb = None
+        self._tensorboard, self._use_wandb = config.logging.tensorboard, config.logging.wandb
+        if self.dist.main:
+            for path in remove_temporaries(self.ckpt_dir):
+                print(f"[{stage}] removed {path}, a checkpoint whose writing was interrupted", flush=True)
         self._resume()
-        if self.step == 0 and config["model"].get("residual_scaling", "none") == "rms":
+        if self.step == 0 and config.model.residual_scaling == "rms":
             self._set_scales()
 
     # ---------------------------------------------------------------- residual scales
@@ -236,7 +238,7 @@ class Trainer:
         indices = np.unique(np.linspace(0, len(self.train_set) - 1, n).round().astype(int)).tolist()
         total = None
         count = 0
-        m = self.t["micro_batch"]
+        m = self.training.micro_batch
         with torch.no_grad():
             for i in range(0, len(indices), m):
                 q = quantity(self._collate(indices[i:i + m])).float()
@@ -262,9 +264,7 @@ class Trainer:
         standard deviation its EDM preconditioning assumes."""
 
         def residual(b: dict[str, torch.Tensor]) -> torch.Tensor:
-            with self._autocast():
-                mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
-            return b["next_state"] - mean
+            return b["next_state"] - self.nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
 
         rms = self.channel_rms(residual, "x(t+1) - regression", samples)
         return rms / float(self.net.sigma_data)
@@ -290,16 +290,14 @@ class Trainer:
         was_training = net.training
         net.eval()
         nets = StormCastNets(self.regression, net)
-        sampler = sampler_options(self.config)
         true_sq = sampled_sq = None
-        m = self.t["micro_batch"]
+        m = self.training.micro_batch
         with torch.no_grad():
             for i in range(0, len(indices), m):
                 b = self._collate(indices[i:i + m], data)
-                gens = sample_generators(self.t["seed"] + 7919, 0, indices[i:i + m])
-                with self._autocast():
-                    mean = self.regression(torch.cat([b["state"], b["conditioning"], b["invariants"]], 1)).float()
-                nxt = nets.step(b["state"], b["conditioning"], b["invariants"], sampler=sampler, generators=gens,
+                gens = sample_generators(self.training.seed + 7919, 0, indices[i:i + m])
+                mean = nets.regression_mean(**net_inputs(b), autocast_dtype=self._autocast_dtype())
+                nxt = nets.step(**net_inputs(b), sampler=self.config.sampler, generators=gens,
                                 autocast_dtype=self._autocast_dtype())
                 t_sq = ((b["next_state"] - mean) ** 2).sum(dim=(0, 2, 3)).double()
                 s_sq = ((nxt - mean) ** 2).sum(dim=(0, 2, 3)).double()
@@ -378,21 +376,20 @@ class Trainer:
         payload = self._payload()  # every rank takes part in the gather
         if not self.dist.main:
             return None
-        return save_checkpoint(self.ckpt_dir, self.step, payload, keep=self.t["keep_checkpoints"])
+        return save_checkpoint(self.ckpt_dir, self.step, payload, keep=self.training.keep_checkpoints)
 
     # ---------------------------------------------------------------- batches
     def _positions(self, a: int) -> list[int]:
-        m, r, w = self.t["micro_batch"], self.dist.rank, self.dist.world
+        m, r, w = self.training.micro_batch, self.dist.rank, self.dist.world
         start = a * m * w + r * m
         return list(range(start, start + m))
 
     def _collate(self, indices: list[int], dataset: Any = None) -> dict[str, torch.Tensor]:
         items = [(self.train_set if dataset is None else dataset)[i] for i in indices]
-        return {k: torch.stack([it[k] for it in items]).to(self.dist.device)
-                for k in ("state", "next_state", "conditioning", "invariants")}
+        return {k: torch.stack([it[k] for it in items]).to(self.dist.device) for k in _BATCH_KEYS if k in items[0]}
 
     def _batches(self, step: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        base = step * self.t["batch_size"]
+        base = step * self.training.batch_size
         for a in range(self.accum):
             pos = self._positions(a)
             if hasattr(self.train_set, "set_epoch"):
@@ -401,50 +398,30 @@ class Trainer:
 
     # ---------------------------------------------------------------- loss
     def _autocast_dtype(self) -> torch.dtype | None:
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.t["precision"]]
-
-    def _autocast(self) -> Any:
-        dtype = self._autocast_dtype()
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=dtype)
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.training.precision]
 
     def loss(self, batch: Mapping[str, torch.Tensor], gens: list[torch.Generator],
              model: torch.nn.Module | None = None) -> torch.Tensor:
-        """Mean loss of a batch (regression MSE or EDM loss)."""
-        model = model or self.model
-        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        """Mean loss of a batch (regression MSE or EDM loss), ``model`` (by
+        default the trained network, wrapped) in place of the network trained."""
+        kw = dict(net_inputs(batch), next_state=batch["next_state"], net=model or self.model,
+                  autocast_dtype=self._autocast_dtype())
         if self.stage == "regression":
-            with self._autocast():
-                pred = model(torch.cat([x, e, inv], dim=1))
-            scale = getattr(self.net, "tendency_scale", None)
-            if scale is None:
-                return F.mse_loss(pred.float(), nxt)
-            # in units of each channel's typical hourly change: all channels weigh alike
-            return (((pred.float() - nxt) / scale.reshape(1, -1, 1, 1)) ** 2).mean()
-        with torch.no_grad(), self._autocast():
-            mean = self.regression(torch.cat([x, e, inv], dim=1)).float()
-        y = (nxt - mean) / self.net.residual_scale.reshape(1, -1, 1, 1)
-        cond = torch.cat([x, mean, inv], dim=1)
-        n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
-        sigma = torch.exp(self.t["P_mean"] + self.t["P_std"] * n).to(y.device)
-        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in gens]).to(y.device)
-        with self._autocast():
-            denoised = model(y + noise * sigma[:, None, None, None], sigma, cond).float()
-        weight = edm_loss_weight(sigma, float(self.net.sigma_data))[:, None, None, None]
-        return (weight * (denoised - y) ** 2).mean()
+            return self.nets.regression_loss(**kw)
+        return self.nets.diffusion_loss(**kw, generators=gens, P_mean=self.training.P_mean,
+                                        P_std=self.training.P_std)
 
     # ---------------------------------------------------------------- step
     def train_step(self) -> dict[str, float]:
         """One optimiser step over the global batch."""
         self.model.train()
-        lr = learning_rate(self.step, self.t)
+        lr = learning_rate(self.step, self.training, self.steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         total = 0.0
         for a, (pos, batch) in enumerate(self._batches(self.step)):
-            gens = sample_generators(self.t["seed"], self.step, pos)
+            gens = sample_generators(self.training.seed, self.step, pos)
             sync = a == self.accum - 1 or self.dist.world == 1
             ctx = self.model.no_sync() if (not sync and hasattr(self.model, "no_sync")) else contextlib.nullcontext()
             with ctx:
@@ -462,14 +439,22 @@ class Trainer:
                 bad += 1
                 torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.net.parameters(), self.t["clip_grad"] if self.t.get("clip_grad") else float("inf"))
+            self.net.parameters(), self.training.clip_grad or float("inf"))
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
             self.opt.step()
+        broken = nonfinite_tensors(self.net.state_dict())
+        if broken:
+            raise TrainingError(
+                f"[{self.stage}] step {self.step + 1}: the weights became NaN or infinite in {broken[:4]}"
+                f"{' ...' if len(broken) > 4 else ''} at learning rate {lr:g}; the run diverged and this step is "
+                "not saved. Lower training.lr (or set training.clip_grad) and run again: it resumes from the "
+                "last checkpoint"
+            )
         if self.ema is not None:
-            d = float(self.t["ema_decay"])
+            d = self.training.ema_decay
             with torch.no_grad():
                 for pe, p in zip(self.ema.parameters(), self.net.parameters()):
                     pe.lerp_(p.detach(), 1.0 - d)
@@ -498,26 +483,26 @@ class Trainer:
             return
         with open(self.dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"kind": prefix, **record}) + "\n")
-        if self._writer is None and self.config["logging"].get("tensorboard", True):
+        if self._writer is None and self._tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(str(self.dir / "tensorboard"))
             except ImportError:
-                self.config["logging"]["tensorboard"] = False
+                self._tensorboard = False
                 print("TensorBoard is not installed (pip install tensorboard); logging to metrics.jsonl only")
         if self._writer is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self._writer.add_scalar(f"{self.stage}/{prefix}/{k}", v, record.get("step", self.step))
-        if self.config["logging"].get("wandb") and self._wandb is None:
+        if self._use_wandb and self._wandb is None:
             try:
                 import wandb
 
-                self._wandb = wandb.init(project=self.config["logging"].get("wandb_project", "stormcast"),
-                                         config=dict(self.config), name=f"{self.dir.parent.name}-{self.stage}")
+                self._wandb = wandb.init(project=self.config.logging.wandb_project,
+                                         config=self.config.to_dict(), name=f"{self.dir.parent.name}-{self.stage}")
             except ImportError:
-                self.config["logging"]["wandb"] = False
+                self._use_wandb = False
                 print("wandb is not installed; set logging.wandb: false or pip install wandb")
         if self._wandb is not None:
             self._wandb.log({f"{self.stage}/{prefix}/{k}": v for k, v in record.items() if k != "step"},
@@ -528,7 +513,7 @@ class Trainer:
         """Train to ``steps`` (resuming if checkpoints exist); return a summary."""
         from tqdm.auto import tqdm
 
-        steps = self.t["steps"]
+        steps = self.steps
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.dist.main and self.step == 0:
             (self.dir / "metrics.jsonl").write_text("")
@@ -544,28 +529,36 @@ class Trainer:
         while self.step < steps:
             t0 = time.perf_counter()
             record = self.train_step()
-            rate = self.t["batch_size"] / max(time.perf_counter() - t0, 1e-9)
+            rate = self.training.batch_size / max(time.perf_counter() - t0, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{rate:.1f}")
-            if self.step % self.t["log_every"] == 0 or self.step == steps:
+            if self.step % self.training.log_every == 0 or self.step == steps:
                 self._log({**record, "samples_per_s": rate}, "train")
-            if self.valid_set is not None and (self.step % self.t["valid_every"] == 0 or self.step == steps):
+            if self.valid_set is not None and (self.step % self.training.valid_every == 0 or self.step == steps):
                 last_valid = self.validate()
                 self._log({"step": self.step, **last_valid}, "valid")
-            if self.step % self.t["checkpoint_every"] == 0 or self.step == steps:
+            if self.step % self.training.checkpoint_every == 0 or self.step == steps:
                 self.save()
             done += 1
             if self.stop_after is not None and done >= self.stop_after:
                 break
         bar.close()
-        if (self.stage == "diffusion" and self.step >= steps and int(self.t.get("calibrate_spread") or 0) > 0
-                and self.spread_calibration is None):
-            self.calibrate_spread(int(self.t["calibrate_spread"]))
+        calibrate = self.config.diffusion.calibrate_spread if self.stage == "diffusion" else 0
+        if calibrate > 0 and self.step >= steps and self.spread_calibration is None:
+            self.calibrate_spread(calibrate)
             self.save()
         if self._writer is not None:
             self._writer.flush()
         return {"stage": self.stage, "step": self.step, "history": self.history, "valid": last_valid,
                 "spread_calibration": self.spread_calibration}
+
+
+def net_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """The network inputs of a batch as keyword arguments of the
+    :class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets` methods
+    (``extra``: the local-time channels, when the data has them)."""
+    return {"state": batch["state"], "conditioning": batch["conditioning"], "invariants": batch["invariants"],
+            "extra": batch.get("local_time")}
 
 
 def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.nn.Module:
@@ -575,13 +568,19 @@ def load_stage_network(run_dir: Path, stage: str, *, ema: bool = True) -> torch.
         raise FileNotFoundError(
             f"no {stage} checkpoint in {Path(run_dir) / stage / 'checkpoints'}; train the {stage} stage first"
         )
-    payload, _ = found
+    payload, path = found
     cfg = SongUNetConfig.from_dict(payload["net_config"])
     if stage == "regression":
         net = RegressionNet(cfg, residual=bool(payload.get("residual", False)))
     else:
         net = EDMPrecond(cfg, payload.get("sigma_data", 0.5))
     weights = payload["ema"] if (ema and payload.get("ema") is not None) else payload["model"]
+    broken = nonfinite_tensors(weights)
+    if broken:
+        raise ValueError(
+            f"{path} holds NaN or infinite {stage} weights in {broken[:4]}{' ...' if len(broken) > 4 else ''}: "
+            f"that run diverged. Train the {stage} stage again (with a lower training.lr) in a new --run-dir"
+        )
     net.load_state_dict(weights)
     if stage == "diffusion" and payload.get("spread_calibration") is not None:
         net.set_residual_scale(net.residual_scale * torch.as_tensor(payload["spread_calibration"]))

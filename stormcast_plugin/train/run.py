@@ -9,18 +9,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from stormcast_plugin.train.config import ConfigError
+from stormcast_plugin.train.config import Config, ConfigError, Period
 
-__all__ = ["export_run", "make_datasets", "push_to_hub", "run_training", "store_paths", "training_data"]
-
-
-def store_paths(data: Mapping[str, Any]) -> list[str]:
-    """The stores of ``data.store`` (one path or a list of paths)."""
-    value = data.get("store")
-    if not value:
-        raise ConfigError("data.store is not set: give the dataset with --set data.store=PATH "
-                          "(or a list: --set 'data.store=[A.zarr, B.zarr]')")
-    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+__all__ = ["export_run", "make_datasets", "push_to_hub", "run_training", "training_data"]
 
 
 def _check_same_domain(first: Any, other: Any, names: Sequence[str]) -> None:
@@ -45,7 +36,7 @@ def _check_same_domain(first: Any, other: Any, names: Sequence[str]) -> None:
         )
 
 
-def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
+def training_data(config: Config) -> dict[str, Any]:
     """The stores of ``data.store`` checked against each other, the selected
     channel names and their normalisation statistics.
 
@@ -58,15 +49,15 @@ def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
     from stormcast_plugin.train.dataset import pooled_statistics
     from stormcast_plugin.io.dataset_store import DatasetStore
 
-    d = config["data"]
-    paths = store_paths(d)
+    d = config.data
+    paths = d.stores
     if len(set(paths)) != len(paths):
         raise ConfigError(f"data.store lists a store twice: {paths}")
     stores = [DatasetStore.open(p) for p in paths]
     first = stores[0]
-    state_vars = list(d.get("state_variables") or first.state_variables)
-    cond_vars = list(d.get("conditioning_variables") or first.conditioning_variables)
-    inv_names = list(d.get("invariants") or first.invariant_names)
+    state_vars = list(d.state_variables or first.state_variables)
+    cond_vars = list(d.conditioning_variables or first.conditioning_variables)
+    inv_names = list(d.invariants or first.invariant_names)
     parts = []
     for store in stores:
         if store is not first:
@@ -83,21 +74,21 @@ def training_data(config: Mapping[str, Any]) -> dict[str, Any]:
             "invariant_names": inv_names, "statistics": stats}
 
 
-def _has_hours(store: Any, period: Mapping[str, Any]) -> bool:
+def _has_hours(store: Any, period: Period) -> bool:
     """Whether ``store`` has two or more hours in ``[start, end)`` (read as the dataset reads them)."""
     from stormcast_plugin.data.store_sources import as_times
 
     times = store.times
     keep = np.ones(times.shape, bool)
-    if period.get("start") is not None:
-        keep &= times >= as_times(period["start"], "data period start")[0]
-    if period.get("end") is not None:
-        keep &= times < as_times(period["end"], "data period end")[0]
+    if period.start is not None:
+        keep &= times >= as_times(period.start, "data period start")[0]
+    if period.end is not None:
+        keep &= times < as_times(period.end, "data period end")[0]
     return int(keep.sum()) >= 2
 
 
-def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Training and validation sets from ``config['data']``.
+def make_datasets(config: Config) -> tuple[Any, Any]:
+    """Training and validation sets from ``config.data``.
 
     With no periods given, the last 10 % of each store's hours validate and
     the rest train. Given periods apply to every store; a store without
@@ -106,52 +97,51 @@ def make_datasets(config: Mapping[str, Any]) -> tuple[Any, Any]:
     """
     from stormcast_plugin.train.dataset import MultiStoreDataset, StormCastDataset
 
-    d = config["data"]
+    d = config.data
     data = training_data(config)
-    train_p, valid_p = dict(d.get("train") or {}), dict(d.get("valid") or {})
-    auto = not any(train_p.values()) and not any(valid_p.values())
+    train_p, valid_p = d.train, d.valid
+    auto = train_p == valid_p == Period()
     common = dict(state_variables=data["state_variables"], conditioning_variables=data["conditioning_variables"],
                   invariant_names=data["invariant_names"], statistics=data["statistics"],
-                  normalize_invariants=bool(d.get("normalize_invariants", True)),
-                  local_time=bool(d.get("local_time", False)))
+                  normalize_invariants=d.normalize_invariants, local_time=d.local_time)
     train, valid = [], []
     for k, store in enumerate(data["stores"]):
         if auto:
             cut = store.times[int(len(store.times) * 0.9)]
-            train_p, valid_p = {"start": None, "end": cut}, {"start": cut, "end": None}
+            train_p, valid_p = Period(None, cut), Period(cut, None)
         if _has_hours(store, train_p):
-            train.append(StormCastDataset(store, start=train_p.get("start"), end=train_p.get("end"),
-                                          crop=tuple(d["crop"]) if d.get("crop") else None,
-                                          seed=config["training"]["seed"] + k, **common))
+            train.append(StormCastDataset(store, start=train_p.start, end=train_p.end, crop=d.crop,
+                                          seed=config.training.seed + k, **common))
         if _has_hours(store, valid_p):
-            part = StormCastDataset(store, start=valid_p.get("start"), end=valid_p.get("end"), **common)
+            part = StormCastDataset(store, start=valid_p.start, end=valid_p.end, **common)
             if len(part):
                 valid.append(part)
     if not train:
-        raise ConfigError(f"data.train {train_p} holds no hours of any store in data.store {data['paths']}; "
+        raise ConfigError(f"data.train (start {train_p.start}, end {train_p.end}) holds no hours of any store in "
+                          f"data.store {data['paths']}; "
                           "widen the period or add a store that covers it")
     train_set = train[0] if len(train) == 1 else MultiStoreDataset(train)
     valid_set = None if not valid else valid[0] if len(valid) == 1 else MultiStoreDataset(valid)
     return train_set, valid_set
 
 
-def run_training(config: Mapping[str, Any], run_dir: str | Path, *, stages: Sequence[str] = ("regression", "diffusion"),
+def run_training(config: Config, run_dir: str | Path, *, stages: Sequence[str] = ("regression", "diffusion"),
                  device: str | None = None, progress: bool = True, stop_after: int | None = None) -> list[dict]:
     """Train the requested stages in order (each resumes from its checkpoints)."""
     from stormcast_plugin.train.loop import Trainer, dist_info
 
     dist = dist_info(device)
     run_dir = Path(run_dir)
+    train, valid = make_datasets(config)  # the stores are checked before anything is written
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    train, valid = make_datasets(config)
     summaries = []
     for stage in stages:
-        if int(config[stage].get("steps", 0)) == 0:
+        if config.stage(stage).steps == 0:
             continue
         trainer = Trainer(config, run_dir, stage, train, valid, dist=dist, progress=progress, stop_after=stop_after)
         if dist.main:  # written once the checkpoints there (if any) are known to belong to this config
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         summaries.append(trainer.run())
     if dist.world > 1:
         import torch
@@ -160,23 +150,11 @@ def run_training(config: Mapping[str, Any], run_dir: str | Path, *, stages: Sequ
     return summaries
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return obj
-
-
 def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False, use_ema: bool = True,
                name: str | None = None, description: str | None = None) -> Path:
     """Write the run's model package (read by ``StormCast.load_model``)."""
     from stormcast_plugin.package import StormCastPackage, save_package
-    from stormcast_plugin.train.config import load_config, sampler_options
+    from stormcast_plugin.train.config import load_config
     from stormcast_plugin.train.loop import load_stage_network
 
     run_dir = Path(run_dir)
@@ -189,7 +167,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         diffusion = load_stage_network(run_dir, "diffusion", ema=use_ema)
     except FileNotFoundError:
         diffusion = None
-    d = config["data"]
+    d = config.data
     data = training_data(config)
     store, stats = data["stores"][0], data["statistics"]
     state_vars, cond_vars, inv_names = data["state_variables"], data["conditioning_variables"], data["invariant_names"]
@@ -208,7 +186,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         "license": "Apache-2.0",
         "source": str(run_dir),
         "training": {"dataset": data["paths"][0] if len(data["paths"]) == 1 else data["paths"],
-                     "stages": history, "seed": config["training"]["seed"], "model": config["model"]},
+                     "stages": history, "seed": config.training.seed, "model": config.to_dict()["model"]},
     }
     pkg = StormCastPackage(
         regression=regression,
@@ -220,11 +198,11 @@ def export_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False,
         state_std=np.asarray(stats["state_std"], np.float32),
         conditioning_mean=np.asarray(stats["conditioning_mean"], np.float32),
         conditioning_std=np.asarray(stats["conditioning_std"], np.float32),
-        invariants=_network_invariants(store.read_invariants(inv_names), bool(d.get("normalize_invariants", True))),
+        invariants=_network_invariants(store.read_invariants(inv_names), d.normalize_invariants),
         grid=store.grid,
-        sampler=sampler_options(config),
+        sampler=config.sampler,
         info={**info, "layout": "stormcast-plugin"},
-        local_time=bool(d.get("local_time", False)),
+        local_time=d.local_time,
     )
     pkg.validate()
     return save_package(pkg, out, overwrite=overwrite)

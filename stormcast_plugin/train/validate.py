@@ -10,6 +10,7 @@ import torch
 
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
 from stormcast_plugin.diffusion.samplers import make_generators
+from stormcast_plugin.train.loop import net_inputs
 
 __all__ = ["radial_spectrum", "validation_metrics"]
 
@@ -35,16 +36,10 @@ def radial_spectrum(field: torch.Tensor) -> torch.Tensor:
 def _valid_batches(trainer: Any) -> list[dict[str, torch.Tensor]]:
     vs = trainer.valid_set
     n = len(vs)
-    count = min(trainer.t["valid_batches"] * trainer.t["micro_batch"], n)
-    idx = np.linspace(0, n - 1, count).round().astype(int) if count else []
-    items = [vs[int(i)] for i in idx]
-    m = trainer.t["micro_batch"]
-    out = []
-    for s in range(0, len(items), m):
-        chunk = items[s:s + m]
-        out.append({k: torch.stack([it[k] for it in chunk]).to(trainer.dist.device)
-                    for k in ("state", "next_state", "conditioning", "invariants")})
-    return out
+    m = trainer.training.micro_batch
+    count = min(trainer.training.valid_batches * m, n)
+    idx = np.linspace(0, n - 1, count).round().astype(int).tolist() if count else []
+    return [trainer._collate(idx[s:s + m], vs) for s in range(0, len(idx), m)]
 
 
 @torch.no_grad()
@@ -63,13 +58,13 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
     for bi, batch in enumerate(batches):
         gens = [torch.Generator().manual_seed(10_000 + bi * 100 + j) for j in range(batch["state"].shape[0])]
         losses.append(float(trainer.loss(batch, gens, model=net)))
-        x, nxt, e, inv = batch["state"], batch["next_state"], batch["conditioning"], batch["invariants"]
+        x, nxt = batch["state"], batch["next_state"]
         if trainer.stage == "regression":
-            pred = net(torch.cat([x, e, inv], dim=1)).float()
+            pred = trainer.nets.regression_mean(**net_inputs(batch), net=net)
         else:
             nets = StormCastNets(trainer.regression, net)
-            steps = min(int(trainer.config["sampler"].get("num_steps", 18)), 8)
-            pred = nets.step(x, e, inv, sampler=SamplerOptions(num_steps=steps),
+            steps = min(trainer.config.sampler.num_steps, 8)
+            pred = nets.step(**net_inputs(batch), sampler=SamplerOptions(num_steps=steps),
                              generators=make_generators([bi * 100 + j for j in range(x.shape[0])]))
             spec_ratio.append((radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12)))
         se_model = se_model + ((pred - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
@@ -87,7 +82,7 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
     if spec_ratio:
         ratio = torch.stack(spec_ratio).mean(0)  # [C, K]
         out["spectrum_ratio_high_k"] = float(ratio[:, ratio.shape[-1] // 2:].mean())
-    if trainer.config["logging"].get("panels", True) and first is not None:
+    if trainer.config.logging.panels and first is not None:
         _panels(trainer, names, first, std)
     return out
 

@@ -219,25 +219,26 @@ def test_nan_in_a_written_hour_is_named(tmp_path):
         ds[0]  # (0, 1): the target hour is bad
 
 
-def test_local_time_channels_follow_the_invariants(store):
+def test_local_time_channels_come_with_each_sample(store):
     from stormcast_plugin.utils.local_time import local_time_channels
 
     ds = StormCastDataset(store, local_time=True, normalize_invariants=True)
     assert ds.input_invariant_names == ds.invariant_names + ("cos_local_time", "sin_local_time")
     plain = StormCastDataset(store, normalize_invariants=True)
+    assert "local_time" not in plain[0]
     for i in (0, 3):
         item = ds[i]
         assert np.datetime64(int(item["time"]), "h") == ds.times[i]
         expect = local_time_channels(ds.times[i], small_grid().lon)[0]
-        assert item["invariants"].shape == (4,) + small_grid().shape
-        np.testing.assert_allclose(item["invariants"][2:].numpy(), expect, atol=1e-6)
-        torch.testing.assert_close(item["invariants"][:2], plain[i]["invariants"])
+        assert item["local_time"].shape == (2,) + small_grid().shape
+        np.testing.assert_allclose(item["local_time"].numpy(), expect, atol=1e-6)
+        torch.testing.assert_close(item["invariants"], plain[i]["invariants"])
     # hours 0 and 1 differ by 15 degrees of local time at every point
-    a, b = ds[0]["invariants"][2:].numpy(), ds[1]["invariants"][2:].numpy()
+    a, b = ds[0]["local_time"].numpy(), ds[1]["local_time"].numpy()
     angle = np.angle((b[0] + 1j * b[1]) / (a[0] + 1j * a[1]), deg=True)
     np.testing.assert_allclose(angle, 15.0, atol=1e-3)
     # a crop takes the window of the whole grid's channels
     cropped = StormCastDataset(store, crop=(8, 12), seed=3, local_time=True)[1]
     r0, c0 = (int(v) for v in cropped["offset"])
-    full = ds[1]["invariants"][2:].numpy()
-    np.testing.assert_allclose(cropped["invariants"][2:].numpy(), full[:, r0:r0 + 8, c0:c0 + 12], atol=1e-6)
+    full = ds[1]["local_time"].numpy()
+    np.testing.assert_allclose(cropped["local_time"].numpy(), full[:, r0:r0 + 8, c0:c0 + 12], atol=1e-6)

@@ -28,13 +28,17 @@ def _weights(run_dir, stage):
 
 
 def test_learning_rate_schedule():
-    t = {"lr": 1.0, "warmup_steps": 4, "schedule": "cosine", "min_lr": 0.1, "steps": 14}
-    assert learning_rate(0, t) == pytest.approx(0.25)
-    assert learning_rate(3, t) == pytest.approx(1.0)
-    assert learning_rate(4, t) == pytest.approx(1.0)
-    assert learning_rate(9, t) == pytest.approx(0.55)  # halfway down the cosine
-    assert learning_rate(14, t) == pytest.approx(0.1)
-    assert learning_rate(100, {**t, "schedule": "constant"}) == 1.0
+    from dataclasses import replace
+
+    from stormcast_plugin.train.config import TrainingConfig
+
+    t = TrainingConfig(lr=1.0, warmup_steps=4, schedule="cosine", min_lr=0.1)
+    assert learning_rate(0, t, 14) == pytest.approx(0.25)
+    assert learning_rate(3, t, 14) == pytest.approx(1.0)
+    assert learning_rate(4, t, 14) == pytest.approx(1.0)
+    assert learning_rate(9, t, 14) == pytest.approx(0.55)  # halfway down the cosine
+    assert learning_rate(14, t, 14) == pytest.approx(0.1)
+    assert learning_rate(100, replace(t, schedule="constant"), 14) == 1.0
 
 
 def test_regression_learns_and_beats_persistence(tiny_store, tmp_path):
@@ -189,7 +193,7 @@ def test_spread_calibration_matches_sampled_and_true_residual_rms(tiny_store, tm
     with torch.no_grad():
         mean = nets.regression(torch.cat([batch["state"], batch["conditioning"], batch["invariants"]], 1))
         out = nets.step(batch["state"], batch["conditioning"], batch["invariants"], sampler=SamplerOptions(num_steps=4),
-                        generators=sample_generators(cfg["training"]["seed"] + 7919, 0, idx))
+                        generators=sample_generators(cfg.training.seed + 7919, 0, idx))
     rms_true = (batch["next_state"] - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
     rms_sampled = (out - mean).pow(2).mean(dim=(0, 2, 3)).sqrt()
     free = (factor > 0.25) & (factor < 4.0)
@@ -291,3 +295,38 @@ def test_residual_scaling_measures_the_tendency_and_the_residual(tiny_store, tmp
     torch.testing.assert_close(pkg.regression.tendency_scale, tendency, rtol=1e-4, atol=1e-6)
     card = (out / "README.md").read_text()
     assert f"t2m {float(expect[2]):.3g}" in card and f"t2m {float(tendency[2]):.3g}" in card
+
+
+def test_trainer_losses_are_the_formulas_written_out(tiny_store, tmp_path):
+    """The trainer's losses, local-time channels included, against the regression MSE and the
+    EDM loss written out (the noise of batch position j from generator j)."""
+    import torch.nn.functional as F
+
+    from stormcast_plugin.train.loop import Trainer, sample_generators
+    from stormcast_plugin.train.run import make_datasets
+
+    cfg = _config(tiny_store, **{"data.local_time": "true", "regression.steps": 2, "diffusion.steps": 2,
+                                 "training.checkpoint_every": 2})
+    run_training(cfg, tmp_path / "run", stages=("regression",), progress=False)
+    ds, _ = make_datasets(cfg)
+    reg = Trainer(cfg, tmp_path / "run", "regression", ds, progress=False)
+    b = reg._collate([0, 3])
+    assert b["local_time"].shape == (2, 2, 16, 16)
+    inputs = torch.cat([b["state"], b["conditioning"], b["invariants"], b["local_time"]], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(reg.loss(b, []), F.mse_loss(reg.net(inputs), b["next_state"]), rtol=0, atol=0)
+
+    dif = Trainer(cfg, tmp_path / "run", "diffusion", ds, progress=False)
+    dif.net.eval()
+    with torch.no_grad():
+        got = dif.loss(b, sample_generators(0, 5, [0, 1]))
+        mean = dif.regression(inputs)
+        y = b["next_state"] - mean
+        gens = sample_generators(0, 5, [0, 1])
+        n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
+        sigma = torch.exp(-1.2 + 1.2 * n)
+        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in gens])
+        cond = torch.cat([b["state"], mean, b["invariants"], b["local_time"]], 1)
+        denoised = dif.net(y + noise * sigma[:, None, None, None], sigma, cond)
+        weight = ((sigma ** 2 + 0.25) / (sigma * 0.5) ** 2)[:, None, None, None]
+        torch.testing.assert_close(got, (weight * (denoised - y) ** 2).mean(), rtol=0, atol=0)

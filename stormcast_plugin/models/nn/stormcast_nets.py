@@ -1,11 +1,18 @@
 """The StormCast step on normalised tensors.
 
 One hour ahead from the normalised state ``x`` and the conditioning ``e``
-(already on the model grid) and the invariants ``inv``::
+(already on the model grid), the invariants ``inv`` and any time-varying
+extra channels ``k`` (the local-time channels)::
 
-    r  = R(cat[x, e, inv])                             regression mean
-    d ~  EDM sampler with D(. ; sigma | cat[x, r, inv]) diffusion residual
-    x' = r + d
+    r  = R(cat[x, e, inv, k])                             regression mean
+    d ~  EDM sampler with D(. ; sigma | cat[x, r, inv, k]) diffusion residual
+    x' = r + s * d                                        s: residual scale
+
+:class:`StormCastNets` owns this input contract for inference and training
+alike: :meth:`~StormCastNets.regression_input` and
+:meth:`~StormCastNets.denoiser_condition` build the network inputs,
+:meth:`~StormCastNets.regression_loss` and :meth:`~StormCastNets.diffusion_loss`
+the training losses (formulas in :mod:`stormcast_plugin.diffusion.losses`).
 
 Everything is batched: ensemble members are batch entries, each with its own
 random generator, so a member's result depends on its seed only. This module
@@ -16,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from stormcast_plugin.diffusion.samplers import edm_heun_sampler, randn_per_sample
+from stormcast_plugin.diffusion import losses
+from stormcast_plugin.diffusion.samplers import Generators, edm_heun_sampler, randn_per_sample
 from stormcast_plugin.diffusion.schedules import karras_sigmas
 from stormcast_plugin.models.nn.networks import EDMPrecond, RegressionNet
 
@@ -46,17 +54,20 @@ class SamplerOptions:
     standard normal, so each step samples the same distribution, but a
     member's residuals stay alike for several hours, as the errors of a
     forecast do. 0 (the default) draws independent noise every hour.
+
+    Each field's metadata states the values it accepts (``ge``, ``gt``:
+    bounds; ``allow_inf``: infinity too), which configuration readers check.
     """
 
-    num_steps: int = 18
-    sigma_min: float = 0.002
-    sigma_max: float = 800.0
-    rho: float = 7.0
-    S_churn: float = 0.0
-    S_min: float = 0.0
-    S_max: float = math.inf
-    S_noise: float = 1.0
-    noise_memory_h: float = 0.0
+    num_steps: int = field(default=18, metadata={"ge": 1})
+    sigma_min: float = field(default=0.002, metadata={"gt": 0})
+    sigma_max: float = field(default=800.0, metadata={"gt": 0})
+    rho: float = field(default=7.0, metadata={"gt": 0})
+    S_churn: float = field(default=0.0, metadata={"ge": 0})
+    S_min: float = field(default=0.0, metadata={"ge": 0})
+    S_max: float = field(default=math.inf, metadata={"gt": 0, "allow_inf": True})
+    S_noise: float = field(default=1.0, metadata={"gt": 0})
+    noise_memory_h: float = field(default=0.0, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_memory_h) and self.noise_memory_h >= 0):
@@ -104,16 +115,33 @@ def check_tensor(name: str, x: Tensor, channels: int, ndim: int = 4) -> None:
         )
 
 
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _per_sample(x: Tensor, batch: int) -> Tensor:
+    """``[C, H, W]`` or ``[1 | B, C, H, W]`` as ``[B, C, H, W]`` (a view)."""
+    return (x.unsqueeze(0) if x.ndim == 3 else x).expand(batch, -1, -1, -1)
+
+
 class StormCastNets(nn.Module):
-    """The regression and diffusion networks and the one-hour step.
+    """The regression and diffusion networks, their inputs, losses and the one-hour step.
 
     Parameters
     ----------
     regression : RegressionNet
-        Predicts the mean next state from ``cat[state, conditioning, invariants]``.
+        Predicts the mean next state from :meth:`regression_input`.
     diffusion : EDMPrecond, optional
-        Denoiser of the residual conditioned on ``cat[state, r, invariants]``;
+        Denoiser of the residual conditioned on :meth:`denoiser_condition`;
         without it the step is regression only.
+
+    Notes
+    -----
+    Every method taking ``invariants`` accepts ``[C_inv, H, W]`` (shared by
+    the batch) or ``[1 | B, C_inv, H, W]``, and an optional ``extra``
+    ``[B, C_extra, H, W]`` of per-sample channels placed right after them
+    (the local-time channels). The networks count both as their invariant
+    channels (:attr:`invariant_channels`).
     """
 
     def __init__(self, regression: RegressionNet, diffusion: EDMPrecond | None = None) -> None:
@@ -142,21 +170,118 @@ class StormCastNets(nn.Module):
         """Conditioning channels implied by the regression input width."""
         return self.regression.config.in_channels - self.state_channels - invariant_channels
 
-    def _check_inputs(self, state: Tensor, conditioning: Tensor, invariants: Tensor) -> Tensor:
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def regression_input(state: Tensor, conditioning: Tensor, invariants: Tensor,
+                         extra: Tensor | None = None) -> Tensor:
+        """The regression net's input ``cat[state, conditioning, invariants, extra]``.
+
+        Parameters
+        ----------
+        state : Tensor
+            ``[B, C, H, W]`` normalised state at t.
+        conditioning : Tensor
+            ``[B, C_cond, H, W]`` normalised conditioning at t.
+        invariants : Tensor
+            ``[C_inv, H, W]`` or ``[1 | B, C_inv, H, W]``.
+        extra : Tensor, optional
+            ``[B, C_extra, H, W]`` per-sample channels after the invariants.
+
+        Returns
+        -------
+        Tensor
+            ``[B, C + C_cond + C_inv + C_extra, H, W]`` in the state's dtype.
+        """
+        return _stack(state, conditioning, invariants, extra)
+
+    @staticmethod
+    def denoiser_condition(state: Tensor, regression_mean: Tensor, invariants: Tensor,
+                           extra: Tensor | None = None) -> Tensor:
+        """The denoiser's condition ``cat[state, regression_mean, invariants, extra]``
+        (shapes as in :meth:`regression_input`)."""
+        return _stack(state, regression_mean, invariants, extra)
+
+    def regression_mean(self, state: Tensor, conditioning: Tensor, invariants: Tensor, *,
+                        extra: Tensor | None = None, net: nn.Module | None = None,
+                        autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """The regression mean ``r = R(regression_input(...))``, float32.
+
+        ``net`` runs in place of :attr:`regression` (a wrapped or averaged
+        copy of it, e.g. DistributedDataParallel or EMA weights).
+        """
+        net = self.regression if net is None else net
+        with _autocast(state.device, autocast_dtype):
+            return net(self.regression_input(state, conditioning, invariants, extra)).float()
+
+    # ------------------------------------------------------------------ losses
+    def regression_loss(self, state: Tensor, conditioning: Tensor, invariants: Tensor, next_state: Tensor, *,
+                        extra: Tensor | None = None, net: nn.Module | None = None,
+                        autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """Mean squared error of the regression mean to ``next_state``.
+
+        A residual regression net with a ``tendency_scale`` is scored in units
+        of each channel's typical hourly change, so all channels weigh alike.
+        ``net`` runs in place of :attr:`regression` (its scale is
+        :attr:`regression`'s).
+        """
+        pred = self.regression_mean(state, conditioning, invariants, extra=extra, net=net,
+                                    autocast_dtype=autocast_dtype)
+        scale = getattr(self.regression, "tendency_scale", None)
+        return losses.regression_loss(pred, next_state, None if scale is None else scale.reshape(1, -1, 1, 1))
+
+    def diffusion_loss(self, state: Tensor, conditioning: Tensor, invariants: Tensor, next_state: Tensor, *,
+                       generators: Generators, extra: Tensor | None = None, P_mean: float = -1.2,
+                       P_std: float = 1.2, net: nn.Module | None = None,
+                       autocast_dtype: torch.dtype | None = None) -> Tensor:
+        """EDM loss of the denoiser on the residual of the (frozen) regression mean.
+
+        The target is ``(next_state - r) / residual_scale`` (per channel), the
+        condition :meth:`denoiser_condition`; noise levels and noise are drawn
+        from ``generators`` (one per sample: a sample's draw is its own),
+        see :func:`~stormcast_plugin.diffusion.losses.edm_loss`. ``net`` runs
+        in place of :attr:`diffusion` (its scale and ``sigma_data`` are
+        :attr:`diffusion`'s).
+        """
+        if self.diffusion is None:
+            raise ValueError("these StormCastNets have no diffusion net; build them with one to train it")
+        with torch.no_grad():
+            mean = self.regression_mean(state, conditioning, invariants, extra=extra, autocast_dtype=autocast_dtype)
+        target = (next_state - mean) / self.diffusion.residual_scale.reshape(1, -1, 1, 1)
+        condition = self.denoiser_condition(state, mean, invariants, extra)
+        net = self.diffusion if net is None else net
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            with _autocast(x.device, autocast_dtype):
+                return net(x, sigma, condition).float()
+
+        return losses.edm_loss(denoise, target, P_mean=P_mean, P_std=P_std,
+                               sigma_data=float(self.diffusion.sigma_data), generator=generators)
+
+    # ------------------------------------------------------------------ step
+    def _check_inputs(self, state: Tensor, conditioning: Tensor, invariants: Tensor,
+                      extra: Tensor | None) -> None:
         if isinstance(invariants, Tensor) and invariants.ndim == 3:
             invariants = invariants.unsqueeze(0)
+        n_extra = 0
+        if extra is not None:
+            if not isinstance(extra, Tensor) or extra.ndim != 4:
+                raise ValueError(f"extra must be a [batch, C, H, W] tensor, got "
+                                 f"{tuple(extra.shape) if isinstance(extra, Tensor) else type(extra).__name__}")
+            n_extra = extra.shape[1]
+            check_tensor("extra", extra, n_extra)
         n_inv = self.invariant_channels
         if n_inv is None:
-            n_inv = invariants.shape[1] if isinstance(invariants, Tensor) and invariants.ndim == 4 else 0
-        check_tensor("invariants", invariants, n_inv)
+            n_inv = n_extra + (invariants.shape[1] if isinstance(invariants, Tensor) and invariants.ndim == 4 else 0)
+        check_tensor("invariants", invariants, n_inv - n_extra)
         check_tensor("state", state, self.state_channels)
         check_tensor("conditioning", conditioning, self.conditioning_channels(n_inv))
         b, _, h, w = state.shape
-        if conditioning.shape[0] != b or conditioning.shape[-2:] != state.shape[-2:]:
-            raise ValueError(
-                f"conditioning shape {tuple(conditioning.shape)} does not match the state "
-                f"{tuple(state.shape)}: expected [{b}, C, {h}, {w}]"
-            )
+        for name, x in (("conditioning", conditioning), ("extra", extra)):
+            if x is not None and (x.shape[0] != b or x.shape[-2:] != state.shape[-2:]):
+                raise ValueError(
+                    f"{name} shape {tuple(x.shape)} does not match the state "
+                    f"{tuple(state.shape)}: expected [{b}, C, {h}, {w}]"
+                )
         if invariants.shape[-2:] != state.shape[-2:]:
             raise ValueError(
                 f"invariants grid {tuple(invariants.shape[-2:])} differs from the state grid ({h}, {w})"
@@ -164,7 +289,6 @@ class StormCastNets(nn.Module):
         if invariants.shape[0] not in (1, b):
             raise ValueError(f"invariants batch {invariants.shape[0]} must be 1 or the state batch {b}")
         self.regression.config.check_grid((h, w))
-        return invariants.expand(b, -1, -1, -1)
 
     @torch.no_grad()
     def step(
@@ -173,6 +297,7 @@ class StormCastNets(nn.Module):
         conditioning: Tensor,
         invariants: Tensor,
         *,
+        extra: Tensor | None = None,
         sampler: SamplerOptions = SamplerOptions(),
         generators: Sequence[torch.Generator] | torch.Generator | None = None,
         regression_only: bool = False,
@@ -190,6 +315,9 @@ class StormCastNets(nn.Module):
             ``[B, C_cond, H, W]`` normalised conditioning at t on the model grid.
         invariants : Tensor
             ``[C_inv, H, W]`` (or ``[B, C_inv, H, W]``).
+        extra : Tensor, optional
+            ``[B, C_extra, H, W]`` per-sample channels after the invariants
+            (the local-time channels of t).
         sampler : SamplerOptions
             Diffusion sampler settings.
         generators : list of torch.Generator or torch.Generator, optional
@@ -211,24 +339,17 @@ class StormCastNets(nn.Module):
         Tensor
             ``[B, C_state, H, W]`` normalised state at t + 1 h, float32.
         """
-        inv = self._check_inputs(state, conditioning, invariants)
+        self._check_inputs(state, conditioning, invariants, extra)
         state = state.float()
-        inv = inv.to(state)
         device = state.device
-        amp = (
-            torch.autocast(device.type, dtype=autocast_dtype)
-            if autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with amp:
-            mean = self.regression(torch.cat([state, conditioning.to(state), inv], dim=1)).float()
+        mean = self.regression_mean(state, conditioning, invariants, extra=extra, autocast_dtype=autocast_dtype)
         if regression_only or self.diffusion is None:
             return mean
-        condition = torch.cat([state, mean, inv], dim=1)
+        condition = self.denoiser_condition(state, mean, invariants, extra)
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             # The sampler gives all samples the same noise level: one embedding serves the batch.
-            with amp:
+            with _autocast(device, autocast_dtype):
                 return self.diffusion(x.float(), sigma.float()[:1], condition)
 
         if initial_noise is None:
@@ -252,7 +373,13 @@ class StormCastNets(nn.Module):
             generators=generators,
             callback=callback,
         )
-        scale = getattr(self.diffusion, "residual_scale", None)
-        if scale is not None:
-            residual = residual.float() * scale.to(device=device, dtype=torch.float32).reshape(1, -1, 1, 1)
-        return mean + residual.float()
+        scale = self.diffusion.residual_scale.to(device=device, dtype=torch.float32).reshape(1, -1, 1, 1)
+        return mean + residual.float() * scale
+
+
+def _stack(state: Tensor, second: Tensor, invariants: Tensor, extra: Tensor | None) -> Tensor:
+    b = state.shape[0]
+    parts = [state, second.to(state), _per_sample(invariants, b).to(state)]
+    if extra is not None:
+        parts.append(extra.to(state))
+    return torch.cat(parts, dim=1)

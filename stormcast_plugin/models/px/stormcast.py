@@ -459,15 +459,15 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         if gens is not None and sampler.noise_memory_h > 0:
             noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), sampler.noise_memory_h)
                                  for m in members for tt in np.asarray(coords["time"])]).to(self.device)
-        inv = self.invariants
+        clock = None
         if self.local_time:  # [T, 2, H, W] at the valid time of the input state
             clock = torch.from_numpy(local_time_channels(np.asarray(coords["time"]) + lead, self.lon))
             clock = clock.to(self.device).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * t, -1, h, w)
-            inv = torch.cat([inv.unsqueeze(0).expand(b * t, -1, -1, -1), clock], dim=1)
         nxt = self.nets.step(
             state,
             cond,
-            inv,
+            self.invariants,
+            extra=clock,
             sampler=sampler,
             generators=gens,
             regression_only=self.regression_only,

@@ -115,3 +115,77 @@ def test_sampler_options_validation():
     with pytest.raises(ValueError, match="unknown sampler options"):
         SamplerOptions.from_dict({"steps": 3})
     assert SamplerOptions.from_dict({"num_steps": "5", "S_churn": 1}).num_steps == 5
+
+
+# ---------------------------------------------------------------------------- inputs and losses
+def test_network_inputs_are_the_documented_concatenations(nets):
+    x, e, inv = _inputs(b=2)
+    clock = torch.randn(2, 1, 16, 24)
+    r = torch.randn(2, C, 16, 24)
+    both = inv.expand(2, -1, -1, -1)
+    torch.testing.assert_close(nets.regression_input(x, e, inv), torch.cat([x, e, both], 1), rtol=0, atol=0)
+    torch.testing.assert_close(nets.regression_input(x, e, inv[None], clock), torch.cat([x, e, both, clock], 1),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(nets.denoiser_condition(x, r, both, clock), torch.cat([x, r, both, clock], 1),
+                               rtol=0, atol=0)
+
+
+def test_extra_channels_follow_the_invariants_in_the_step(nets):
+    x, e, inv = _inputs(b=2)
+    split = dict(invariants=inv[:1], extra=inv[1:].expand(2, -1, -1, -1))
+    whole = nets.step(x, e, inv, sampler=FAST, generators=make_generators([1, 2]))
+    torch.testing.assert_close(nets.step(x, e, **split, sampler=FAST, generators=make_generators([1, 2])), whole,
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"invariants has shape \(1, 2, 16, 24\); expected \[batch, 1, H, W\]"):
+        nets.step(x, e, inv, extra=split["extra"], sampler=FAST)
+    with pytest.raises(ValueError, match=r"extra shape \(1, 1, 16, 24\) does not match the state"):
+        nets.step(x, e, inv[:1], extra=inv[1:][None], sampler=FAST)
+
+
+def test_regression_loss_is_the_mse_of_the_mean(nets, tiny_config):
+    x, e, inv = _inputs(b=2)
+    target = torch.randn(2, C, 16, 24)
+    mean = nets.regression(torch.cat([x, e, inv.expand(2, -1, -1, -1)], 1))
+    assert nets.regression_loss(x, e, inv, target).item() == pytest.approx(((mean - target) ** 2).mean().item(),
+                                                                           rel=1e-6)
+    # a residual net with a tendency scale: the error in units of the scale
+    reg = randomize_(RegressionNet(tiny_config(in_channels=C + E + I, out_channels=C), residual=True), seed=3)
+    scale = torch.tensor([0.5, 2.0, 4.0])
+    reg.set_tendency_scale(scale)
+    res = StormCastNets(reg)
+    pred = reg(torch.cat([x, e, inv.expand(2, -1, -1, -1)], 1))
+    expect = (((pred - target) / scale.reshape(1, -1, 1, 1)) ** 2).mean()
+    torch.testing.assert_close(res.regression_loss(x, e, inv, target), expect, rtol=0, atol=0)
+
+
+def test_diffusion_loss_is_the_edm_formula_written_out(nets):
+    """Per-sample draws: sample j's ln(sigma) then its noise from generators[j]."""
+    x, e, inv = _inputs(b=2)
+    target = torch.randn(2, C, 16, 24)
+    scale = torch.tensor([0.5, 1.0, 3.0])
+    nets.diffusion.set_residual_scale(scale)
+    got = nets.diffusion_loss(x, e, inv, target, generators=make_generators([4, 9]), P_mean=-1.0, P_std=1.5)
+
+    with torch.no_grad():
+        mean = nets.regression(torch.cat([x, e, inv.expand(2, -1, -1, -1)], 1))
+        y = (target - mean) / scale.reshape(1, -1, 1, 1)
+        gens = make_generators([4, 9])
+        n = torch.stack([torch.randn(1, generator=g) for g in gens]).reshape(-1)
+        sigma = torch.exp(-1.0 + 1.5 * n)
+        noise = torch.stack([torch.randn(C, 16, 24, generator=g) for g in gens])
+        cond = torch.cat([x, mean, inv.expand(2, -1, -1, -1)], 1)
+        denoised = nets.diffusion(y + noise * sigma[:, None, None, None], sigma, cond)
+        weight = ((sigma ** 2 + 0.5 ** 2) / (sigma * 0.5) ** 2)[:, None, None, None]
+        expect = (weight * (denoised - y) ** 2).mean()
+    torch.testing.assert_close(got, expect, rtol=0, atol=0)
+    # gradients reach the denoiser only
+    nets.zero_grad()
+    nets.diffusion_loss(x, e, inv, target, generators=make_generators([4, 9])).backward()
+    assert all(p.grad is None for p in nets.regression.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets.diffusion.parameters())
+
+
+def test_diffusion_loss_needs_a_denoiser(nets):
+    x, e, inv = _inputs(b=1)
+    with pytest.raises(ValueError, match="no diffusion net"):
+        StormCastNets(nets.regression).diffusion_loss(x, e, inv, x, generators=make_generators([0]))
