@@ -38,7 +38,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from stormcast_plugin.statistics import metrics as M
+from stormcast_plugin import statistics as M
+from stormcast_plugin.statistics.utils import check_windows, threshold_coord
+from stormcast_plugin.utils.coords import ENSEMBLE_DIMS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -135,7 +137,7 @@ def forecast_variables(ds: "xr.Dataset") -> list[str]:
     for name, da in ds.data_vars.items():
         if str(name) in ("lat", "lon", "latitude", "longitude") or "lead_time" not in da.dims:
             continue
-        if da.ndim >= 3 and not {"lead_time", "time", *M.ENSEMBLE_DIMS} & set(da.dims[-2:]):
+        if da.ndim >= 3 and not {"lead_time", "time", *ENSEMBLE_DIMS} & set(da.dims[-2:]):
             out.append(str(name))
     return out
 
@@ -146,7 +148,7 @@ def _forecast_field(ds: "xr.Dataset", name: str) -> tuple["xr.DataArray", str | 
     if "time" not in da.dims:
         da = da.expand_dims("time") if "time" not in da.coords else da.expand_dims(time=[da["time"].values])
     ydim, xdim = M.spatial_dims(da)
-    ens = next((d for d in M.ENSEMBLE_DIMS if d in da.dims), None)
+    ens = next((d for d in ENSEMBLE_DIMS if d in da.dims), None)
     core = [d for d in (ens, "time", "lead_time", ydim, xdim) if d is not None]
     extra = [d for d in da.dims if d not in core]
     for d in extra:
@@ -214,7 +216,7 @@ def _truth_field(src: "xr.DataArray", fda: "xr.DataArray", name: str, where: str
     """The truth of ``name`` as a DataArray (time, lead_time, y, x) on the forecast's coordinates."""
     import xarray as xr
 
-    for d in [d for d in src.dims if d in M.ENSEMBLE_DIMS]:
+    for d in [d for d in src.dims if d in ENSEMBLE_DIMS]:
         if src.sizes[d] != 1:
             raise ScoreError(f"the truth ({where}) has {src.sizes[d]} {d!r} members for {name!r}; give a single "
                              "verifying field (select one member or the analysis)")
@@ -469,8 +471,8 @@ def score(
     import pandas as pd
     import xarray as xr
 
-    thr = M._threshold_coord(thresholds)
-    win = M._check_windows(windows)
+    thr = threshold_coord(thresholds)
+    win = check_windows(windows)
     fds, tds = open_store(forecast), open_store(truth)
     names = _check_variables(fds, variables)
     where = str(truth) if not isinstance(truth, xr.Dataset) else "dataset"
