@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from stormcast_plugin.io.forecast_store import lead_hours, open_forecast
+
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
     from matplotlib.axes import Axes
@@ -561,22 +563,6 @@ _ENSEMBLE_DIMS = ("ensemble", "member", "sample")
 _NON_SPATIAL = {"time", "lead_time", "variable", *_ENSEMBLE_DIMS}
 
 
-def _open(path_or_dataset: Any) -> "xr.Dataset":
-    """An ``xarray.Dataset`` from a dataset, a zarr store or a NetCDF file."""
-    import xarray as xr
-
-    if isinstance(path_or_dataset, xr.Dataset):
-        return path_or_dataset
-    path = Path(path_or_dataset)
-    if not path.exists():
-        raise FileNotFoundError(f"no forecast store at {path}")
-    if path.suffix.lower() in (".nc", ".nc4", ".netcdf", ".h5", ".hdf5"):
-        return xr.open_dataset(path)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*consolidated.*", category=RuntimeWarning)
-        return xr.open_zarr(path)
-
-
 def _is_latlon_name(name: str) -> bool:
     return any(name in pair for pair in _LATLON_NAMES)
 
@@ -621,24 +607,6 @@ def _latlon(ds: "xr.Dataset", ydim: str, xdim: str):
                       stacklevel=3)
         return None, None
     return lat2, lon2
-
-
-def _lead_hours(da: "xr.DataArray") -> list[float]:
-    """Lead times in hours of ``da``'s ``lead_time`` dimension."""
-    if "lead_time" not in da.coords:
-        return [float(i) for i in range(da.sizes["lead_time"])]
-    v = np.asarray(da["lead_time"].values)
-    if np.issubdtype(v.dtype, np.timedelta64):
-        return [float(x) for x in v / np.timedelta64(1, "h")]
-    v = v.astype(np.float64)
-    units = str(da["lead_time"].attrs.get("units", "")).lower()
-    if units.startswith("min"):
-        return list(v / 60.0)
-    if units.startswith("s"):
-        return list(v / 3600.0)
-    if units.startswith("nanosec") or (not units and v.size and np.nanmax(np.abs(v)) > 1e9):
-        return list(v / 3.6e12)
-    return list(v)
 
 
 def _lead_tag(hours: float) -> str:
@@ -783,7 +751,7 @@ def plot_forecast(
     """
     from matplotlib.animation import PillowWriter
 
-    ds = _open(path_or_dataset)
+    ds = open_forecast(path_or_dataset)
     names = _check_variables(ds, variables)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -791,7 +759,7 @@ def plot_forecast(
 
     for var in names:
         da, init, member_label = _frames(ds, var, time_index, member)
-        hours = _lead_hours(da)
+        hours = lead_hours(da)
         style = style_for(var)
         values = np.asarray(da.values, dtype=np.float64) * style["scale"]
         ydim, xdim = da.dims[-2:]
@@ -891,7 +859,7 @@ def plot_panel(
     matplotlib.figure.Figure
         The panel figure.
     """
-    ds = _open(path_or_dataset)
+    ds = open_forecast(path_or_dataset)
     names = _check_variables(ds, variables)
     fields = []
     init = member_label = None
@@ -901,7 +869,7 @@ def plot_panel(
         n = da.sizes["lead_time"]
         if not -n <= lead_index < n:
             raise IndexError(f"lead_index {lead_index} out of range for {n} lead times")
-        hours = _lead_hours(da)[lead_index]
+        hours = lead_hours(da)[lead_index]
         style = style_for(var)
         values = np.asarray(da.isel(lead_time=lead_index).values, dtype=np.float64) * style["scale"]
         lat, lon = _latlon(ds, *da.dims[-2:])

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from stormcast_plugin import statistics as M
+from stormcast_plugin.io.forecast_store import lead_hours, open_forecast, open_store
 from stormcast_plugin.statistics.utils import check_windows, threshold_coord
 from stormcast_plugin.utils.coords import ENSEMBLE_DIMS
 
@@ -78,42 +79,6 @@ class ScoreError(ValueError):
 # --------------------------------------------------------------------------
 # Reading and aligning
 # --------------------------------------------------------------------------
-
-def open_store(path_or_dataset: Any) -> "xr.Dataset":
-    """Open a zarr store or NetCDF file lazily (or pass a Dataset through).
-
-    Parameters
-    ----------
-    path_or_dataset : str, Path or xarray.Dataset
-        A ``.zarr`` folder, a ``.nc`` file or an open dataset.
-
-    Returns
-    -------
-    xarray.Dataset
-
-    Raises
-    ------
-    FileNotFoundError
-        If the path does not exist.
-    ScoreError
-        If it cannot be read as zarr or NetCDF.
-    """
-    import xarray as xr
-
-    if isinstance(path_or_dataset, xr.Dataset):
-        return path_or_dataset
-    path = Path(path_or_dataset)
-    if not path.exists():
-        raise FileNotFoundError(f"no store at {path}; give a .zarr folder or a .nc file")
-    try:
-        if path.suffix.lower() in (".nc", ".nc4", ".netcdf", ".h5", ".hdf5"):
-            return xr.open_dataset(path)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*consolidated.*", category=RuntimeWarning)
-            return xr.open_zarr(path, consolidated=False)
-    except Exception as err:  # the backends raise many kinds for a bad file
-        raise ScoreError(f"cannot open {path} as zarr or NetCDF ({err})") from err
-
 
 def _is_dataset_store(ds: "xr.Dataset") -> bool:
     return "state" in ds.data_vars and "variable" in ds["state"].dims and "time" in ds["state"].dims
@@ -277,7 +242,7 @@ def align_truth(forecast: Any, truth: Any, variables: Sequence[str] | None = Non
     """
     import xarray as xr
 
-    fds, tds = open_store(forecast), open_store(truth)
+    fds, tds = open_forecast(forecast), open_store(truth)
     names = _check_variables(fds, variables)
     where = str(truth) if not isinstance(truth, xr.Dataset) else "dataset"
     return xr.Dataset({n: _truth_field(_truth_source(tds, n, names, where), _forecast_field(fds, n)[0], n, where)
@@ -350,13 +315,13 @@ class _Collected:
 def _score_variable(var: str, fda: "xr.DataArray", ens: str | None, tda: "xr.DataArray", *,
                     thresholds: np.ndarray, windows: np.ndarray, reflectivity: bool, seed: int,
                     grid_spacing_km: float, collected: _Collected) -> list[dict[str, Any]]:
-    from stormcast_plugin.plot.forecast import _lead_hours, style_for
+    from stormcast_plugin.plot.forecast import style_for
 
     style = style_for(var)
     scale, units = style["scale"], style["units"]
     ydim, xdim = M.spatial_dims(fda)
     dims = ("time", ydim, xdim)
-    hours = _lead_hours(fda)
+    hours = lead_hours(fda)
     m = fda.sizes[ens] if ens else 0
     rows: list[dict[str, Any]] = []
     rank_counts, rank_leads = [], []
@@ -473,7 +438,7 @@ def score(
 
     thr = threshold_coord(thresholds)
     win = check_windows(windows)
-    fds, tds = open_store(forecast), open_store(truth)
+    fds, tds = open_forecast(forecast), open_store(truth)
     names = _check_variables(fds, variables)
     where = str(truth) if not isinstance(truth, xr.Dataset) else "dataset"
     for n in names:  # name every missing variable before any work
