@@ -296,7 +296,7 @@ def _num(value: float) -> str:
 def _is_reflectivity(name: str, reflectivity: Sequence[str] | None) -> bool:
     if reflectivity is not None:
         return name in reflectivity
-    from stormcast_plugin.plot.forecast import style_for
+    from stormcast_plugin.plot.style import style_for
 
     return style_for(name)["units"] == "dBZ"
 
@@ -315,7 +315,7 @@ class _Collected:
 def _score_variable(var: str, fda: "xr.DataArray", ens: str | None, tda: "xr.DataArray", *,
                     thresholds: np.ndarray, windows: np.ndarray, reflectivity: bool, seed: int,
                     grid_spacing_km: float, collected: _Collected) -> list[dict[str, Any]]:
-    from stormcast_plugin.plot.forecast import style_for
+    from stormcast_plugin.plot.style import style_for
 
     style = style_for(var)
     scale, units = style["scale"], style["units"]
@@ -569,14 +569,14 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def _figure(nrows: int, ncols: int, extra_height: float = 0.5) -> "Figure":
-    from stormcast_plugin.plot.forecast import _new_figure
+    from stormcast_plugin.plot.maps import new_figure
 
     w, h = PANEL_SIZE
-    return _new_figure((w * ncols, h * nrows + extra_height), dpi=DPI)
+    return new_figure((w * ncols, h * nrows + extra_height), dpi=DPI)
 
 
 def _head(name: str) -> tuple[str, str]:
-    from stormcast_plugin.plot.forecast import style_for
+    from stormcast_plugin.plot.style import style_for
 
     style = style_for(name)
     return str(style["long_name"]), str(style["units"])
@@ -632,12 +632,12 @@ def _wavelength_axis(ax: Any, lam: np.ndarray) -> None:
 def _plot_spectra(collected: _Collected, path: Path) -> Path:
     from matplotlib.ticker import NullLocator
 
-    from stormcast_plugin.plot.forecast import _new_figure
+    from stormcast_plugin.plot.maps import new_figure
 
     names = list(collected.spectra)
     nrows, ncols = _grid(len(names))
     w, h = PANEL_SIZE
-    fig = _new_figure((w * ncols, 1.5 * h * nrows + 0.5), dpi=DPI)
+    fig = new_figure((w * ncols, 1.5 * h * nrows + 0.5), dpi=DPI)
     grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[2, 1] * nrows)
     for k, var in enumerate(names):
         spec = collected.spectra[var]
