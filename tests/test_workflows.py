@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.utils.grid import ModelGrid

@@ -71,7 +71,26 @@ def forecast_variables(ds: "xr.Dataset") -> list[str]:
 
 
 def forecast_field(ds: "xr.Dataset", name: str) -> tuple["xr.DataArray", str | None]:
-    """``(DataArray (ensemble?, time, lead_time, y, x), ensemble dim)``."""
+    """A forecast variable in the order the scores expect.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The forecast store.
+    name : str
+        One of :func:`forecast_variables`.
+
+    Returns
+    -------
+    (xarray.DataArray, str or None)
+        The variable over ``(ensemble?, time, lead_time, y, x)`` and its
+        ensemble dimension (None when deterministic).
+
+    Raises
+    ------
+    ScoreError
+        For an extra dimension longer than 1.
+    """
     da = ds[name]
     if "time" not in da.dims:
         da = da.expand_dims("time") if "time" not in da.coords else da.expand_dims(time=[da["time"].values])
@@ -155,7 +174,31 @@ def _no_overlap(name: str, what: str, wanted: np.ndarray, have: np.ndarray, wher
 
 
 def truth_field(src: "xr.DataArray", fda: "xr.DataArray", name: str, where: str) -> "xr.DataArray":
-    """The truth of ``name`` as a DataArray (time, lead_time, y, x) on the forecast's coordinates."""
+    """The truth of ``name`` on the forecast's times, lead times and grid.
+
+    Parameters
+    ----------
+    src : xarray.DataArray
+        The truth variable (from :func:`truth_source`).
+    fda : xarray.DataArray
+        The forecast variable (from :func:`forecast_field`).
+    name : str
+        The variable name, for messages.
+    where : str
+        The truth's name, for messages.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, over ``(time, lead_time, y, x)`` with the forecast's
+        coordinates; NaN (with a warning) where the truth has no data.
+
+    Raises
+    ------
+    ScoreError
+        For a truth with several members, another grid, or none of the
+        forecast's times (both ranges named).
+    """
     import xarray as xr
 
     for d in [d for d in src.dims if d in ENSEMBLE_DIMS]:
@@ -232,6 +275,13 @@ def align_truth(forecast: Any, truth: Any, variables: Sequence[str] | None = Non
 
 
 def check_variables(fds: "xr.Dataset", variables: Sequence[str] | str | None) -> list[str]:
+    """The variables to score: those asked for (a list or ``"a,b"``), or all, sorted.
+
+    Raises
+    ------
+    ScoreError
+        Naming variables the forecast lacks, or when there is none to score.
+    """
     available = forecast_variables(fds)
     if variables is None:
         if not available:
@@ -255,6 +305,13 @@ def _truth_names(tds: "xr.Dataset") -> list[str]:
 
 
 def truth_source(tds: "xr.Dataset", name: str, wanted: Sequence[str], where: str) -> "xr.DataArray":
+    """The truth's variable ``name`` (from a dataset store's ``state`` or a forecast-like store).
+
+    Raises
+    ------
+    ScoreError
+        Naming every one of ``wanted`` that the truth lacks.
+    """
     have = _truth_names(tds)
     lacking = [v for v in wanted if v not in have]
     if lacking:
