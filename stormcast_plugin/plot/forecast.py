@@ -23,14 +23,14 @@ import numpy as np
 
 from stormcast_plugin.io.forecast_store import completed_lead_hours, lead_hours, load_lead, open_forecast
 from stormcast_plugin.plot.maps import (
-    _as_grid,
-    _cartopy,
-    _figsize,
-    _lambert,
-    _region_aspect,
-    _render,
-    _want_cartopy,
+    as_grid,
+    cartopy_modules,
+    figure_size,
+    lambert_projection,
     new_figure,
+    region_aspect,
+    render_field,
+    want_cartopy,
 )
 from stormcast_plugin.plot.style import color_limits, colorbar_extend, style_for
 from stormcast_plugin.utils.coords import ENSEMBLE_DIMS, LATLON_PAIRS
@@ -293,18 +293,18 @@ def plot_forecast(
             vmin, vmax = color_limits(values, style, percentiles)
             extend = colorbar_extend(values, vmin, vmax)
 
-        geo = _want_cartopy(use_cartopy, lat is not None)
-        first, lat_s, lon_s = _as_grid(values[0], lat, lon, stride)
-        crs = _lambert(_cartopy()[0], lat_s, lon_s) if geo else None
-        fig = new_figure(_figsize(_region_aspect(first, lat_s, lon_s, crs)), dpi=dpi)
+        geo = want_cartopy(use_cartopy, lat is not None)
+        first, lat_s, lon_s = as_grid(values[0], lat, lon, stride)
+        crs = lambert_projection(cartopy_modules()[0], lat_s, lon_s) if geo else None
+        fig = new_figure(figure_size(region_aspect(first, lat_s, lon_s, crs)), dpi=dpi)
         ax = fig.add_subplot(projection=crs) if geo else fig.add_subplot()
-        mappable = _render(ax, first, lat_s, lon_s, style, vmin, vmax, geo=geo,
+        mappable = render_field(ax, first, lat_s, lon_s, style, vmin, vmax, geo=geo,
                            map_features=map_features, extend=extend)
         title = ax.set_title("", fontsize=10)
 
         def update(i: int, _values=values, _mappable=mappable, _title=title,
                    _hours=hours, _style=style, _init=init, _member=member_label):
-            field, _, _ = _as_grid(_values[i], None, None, stride)
+            field, _, _ = as_grid(_values[i], None, None, stride)
             if hasattr(_mappable, "set_data"):
                 _mappable.set_data(field)
             else:
@@ -397,14 +397,14 @@ def plot_panel(
         style = style_for(var)
         values = _values(da, [lead], style["scale"], where)[0]
         lat, lon = _latlon(ds, *da.dims[-2:])
-        fields.append((style, *_as_grid(values, lat, lon, stride)))
+        fields.append((style, *as_grid(values, lat, lon, stride)))
 
     ncols = max(1, min(int(ncols), len(fields)))
     nrows = math.ceil(len(fields) / ncols)
     have_latlon = all(f[2] is not None for f in fields)
-    geo = _want_cartopy(use_cartopy, have_latlon)
-    crs = _lambert(_cartopy()[0], fields[0][2], fields[0][3]) if geo else None
-    aspect = _region_aspect(fields[0][1], fields[0][2], fields[0][3], crs)
+    geo = want_cartopy(use_cartopy, have_latlon)
+    crs = lambert_projection(cartopy_modules()[0], fields[0][2], fields[0][3]) if geo else None
+    aspect = region_aspect(fields[0][1], fields[0][2], fields[0][3], crs)
     panel_h = (panel_width - 1.0) * aspect + 0.6
     fig = new_figure((panel_width * ncols, panel_h * nrows + 0.6), dpi=dpi)
     for k, (style, data, lat, lon) in enumerate(fields):
@@ -416,7 +416,7 @@ def plot_panel(
         else:
             vmin, vmax = color_limits(data.filled(np.nan), style, percentiles)
             extend = colorbar_extend(data.filled(np.nan), vmin, vmax)
-        _render(ax, data, lat, lon, style, vmin, vmax, geo=geo and lat is not None,
+        render_field(ax, data, lat, lon, style, vmin, vmax, geo=geo and lat is not None,
                 map_features=map_features, extend=extend)
         ax.set_title(style["long_name"] + (f" ({style['units']})" if style["units"] else ""),
                      fontsize=9)

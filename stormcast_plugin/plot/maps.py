@@ -23,7 +23,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["HRRR_PROJECTION", "new_figure", "plot_field"]
+__all__ = [
+    "HRRR_PROJECTION",
+    "as_grid",
+    "cartopy_modules",
+    "figure_size",
+    "lambert_projection",
+    "new_figure",
+    "plot_field",
+    "region_aspect",
+    "render_field",
+    "want_cartopy",
+]
 
 HRRR_PROJECTION = dict(central_longitude=-97.5, central_latitude=38.5,
                        standard_parallels=(38.5, 38.5))
@@ -32,7 +43,7 @@ HRRR_PROJECTION = dict(central_longitude=-97.5, central_latitude=38.5,
 _NATURAL_EARTH_OK: bool | None = None
 
 
-def _cartopy():
+def cartopy_modules():
     """``(cartopy.crs, cartopy.feature)`` or None when cartopy is missing."""
     try:
         import cartopy.crs as ccrs
@@ -55,7 +66,7 @@ def _natural_earth_ok(cfeature) -> bool:
     return _NATURAL_EARTH_OK
 
 
-def _lambert(ccrs, lat: np.ndarray, lon: np.ndarray):
+def lambert_projection(ccrs, lat: np.ndarray, lon: np.ndarray):
     """The HRRR projection for CONUS-like grids, else one centred on the data."""
     lat0 = float(np.nanmean(lat))
     lon0 = float((np.nanmin(lon) + np.nanmax(lon)) / 2.0)
@@ -65,7 +76,7 @@ def _lambert(ccrs, lat: np.ndarray, lon: np.ndarray):
                                  standard_parallels=(lat0, lat0))
 
 
-def _as_grid(data2d: Any, lat: Any, lon: Any, stride: int):
+def as_grid(data2d: Any, lat: Any, lon: Any, stride: int):
     """Validate a field and its coordinates; returns masked data, lat, lon."""
     data = np.ma.masked_invalid(np.asarray(data2d, dtype=np.float64).squeeze())
     if data.ndim != 2:
@@ -91,12 +102,12 @@ def _as_grid(data2d: Any, lat: Any, lon: Any, stride: int):
     return data, lat, lon
 
 
-def _region_aspect(data, lat, lon, geo_crs) -> float:
+def region_aspect(data, lat, lon, geo_crs) -> float:
     """Height over width of the mapped region, as it will be displayed."""
     if lat is None:
         return data.shape[0] / data.shape[1]
     if geo_crs is not None:
-        ccrs, _ = _cartopy()
+        ccrs, _ = cartopy_modules()
         pts = geo_crs.transform_points(ccrs.PlateCarree(), lon, lat)
         x, y = pts[..., 0], pts[..., 1]
         return float((np.nanmax(y) - np.nanmin(y)) / max(np.nanmax(x) - np.nanmin(x), 1e-9))
@@ -104,7 +115,8 @@ def _region_aspect(data, lat, lon, geo_crs) -> float:
     return float(a * np.ptp(lat[np.isfinite(lat)]) / max(np.ptp(lon[np.isfinite(lon)]), 1e-9))
 
 
-def _figsize(aspect: float, width: float = 8.0) -> tuple[float, float]:
+def figure_size(aspect: float, width: float = 8.0) -> tuple[float, float]:
+    """Figure ``(width, height)`` in inches for a map of height/width ``aspect`` with title and colour bar."""
     map_w = width - 1.8  # colour bar, its label and the y tick labels
     height = map_w * aspect + 1.4  # two-line title and the x tick labels
     return width, float(min(max(height, 3.0), 12.0))
@@ -120,7 +132,7 @@ def new_figure(figsize: tuple[float, float], dpi: float = 100.0):
     return fig
 
 
-def _render(ax, data, lat, lon, style, vmin, vmax, *, geo: bool, map_features: bool,
+def render_field(ax, data, lat, lon, style, vmin, vmax, *, geo: bool, map_features: bool,
             extend: str, colorbar: bool = True):
     """Draw one prepared field on ``ax``; returns the mappable."""
     from matplotlib.colors import Normalize
@@ -145,7 +157,7 @@ def _render(ax, data, lat, lon, style, vmin, vmax, *, geo: bool, map_features: b
         ax.set_xlabel("x (grid index)")
         ax.set_ylabel("y (grid index)")
     elif geo:
-        ccrs, cfeature = _cartopy()
+        ccrs, cfeature = cartopy_modules()
         mappable = ax.pcolormesh(lon, lat, data, cmap=cmap, norm=norm, shading="nearest",
                                  transform=ccrs.PlateCarree(), rasterized=True)
         pts = ax.projection.transform_points(ccrs.PlateCarree(), lon, lat)
@@ -178,10 +190,11 @@ def _render(ax, data, lat, lon, style, vmin, vmax, *, geo: bool, map_features: b
     return mappable
 
 
-def _want_cartopy(use_cartopy: bool | None, have_latlon: bool) -> bool:
+def want_cartopy(use_cartopy: bool | None, have_latlon: bool) -> bool:
+    """Whether to draw on cartopy axes: asked for (or not refused), importable, and lat/lon at hand."""
     if use_cartopy is False:
         return False
-    available = _cartopy() is not None
+    available = cartopy_modules() is not None
     if use_cartopy and not available:
         raise ImportError("use_cartopy=True but cartopy cannot be imported")
     if use_cartopy and not have_latlon:
@@ -265,15 +278,15 @@ def plot_field(
     style = style_for(name)
     if units is not None:
         style["units"] = units
-    data, lat, lon = _as_grid(data2d, lat, lon, stride)
+    data, lat, lon = as_grid(data2d, lat, lon, stride)
     if scale_units and style["scale"] != 1.0:
         data = data * style["scale"]
 
     geo_axes = ax is not None and hasattr(ax, "projection") and hasattr(ax, "coastlines")
     if ax is None:
-        geo = _want_cartopy(use_cartopy, lat is not None)
-        crs = _lambert(_cartopy()[0], lat, lon) if geo else None
-        fig = new_figure(_figsize(_region_aspect(data, lat, lon, crs)), dpi=dpi)
+        geo = want_cartopy(use_cartopy, lat is not None)
+        crs = lambert_projection(cartopy_modules()[0], lat, lon) if geo else None
+        fig = new_figure(figure_size(region_aspect(data, lat, lon, crs)), dpi=dpi)
         ax = fig.add_subplot(projection=crs) if geo else fig.add_subplot()
     else:
         geo = geo_axes and lat is not None and use_cartopy is not False
@@ -286,7 +299,7 @@ def plot_field(
         vmin = lo if vmin is None else float(vmin)
         vmax = hi if vmax is None else float(vmax)
         extend = colorbar_extend(data.filled(np.nan), vmin, vmax)
-    _render(ax, data, lat, lon, style, vmin, vmax, geo=geo, map_features=map_features,
+    render_field(ax, data, lat, lon, style, vmin, vmax, geo=geo, map_features=map_features,
             extend=extend, colorbar=colorbar)
     if title is None:
         title = style["long_name"] + (f" ({style['units']})" if style["units"] else "")
