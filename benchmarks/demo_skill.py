@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
-    from stormcast_plugin.statistics import metrics as M
+    from stormcast_plugin import statistics as M
     from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
     from stormcast_plugin.io.dataset_store import DatasetStore
     from stormcast_plugin.run import fetch_state

@@ -5,19 +5,22 @@ initial state, steps the model with its ``create_iterator`` for every batch of
 ensemble members, and writes each hour to an earth2studio IO backend as soon
 as it exists, recording the hours completed in the store's attributes. A run
 stopped midway therefore leaves a readable store whose
-``completed_lead_hours`` attribute says how far it got.
+``completed_lead_hours`` attribute says how far it got: the last lead hour
+written for every member. Stores are written through
+:mod:`stormcast_plugin.io.forecast_store`.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from stormcast_plugin.io.forecast_store import add_forecast_arrays, close_output, open_output, set_attributes
+
+# open_output lives in io.forecast_store; it is named here too, beside the runner that fills its stores.
 __all__ = ["fetch_state", "open_output", "run_forecast"]
 
 
@@ -63,43 +66,6 @@ def fetch_state(source: Any, times: Sequence[np.datetime64], variables: Sequence
     return torch.from_numpy(values)[:, None], coords
 
 
-def open_output(path: str | Path, *, fmt: str | None = None, overwrite: bool = False) -> Any:
-    """Create an earth2studio IO backend for ``path`` (``.zarr`` or ``.nc``).
-
-    Refuses to touch an existing path unless ``overwrite`` is set.
-    """
-    path = Path(path)
-    fmt = fmt or ("netcdf" if path.suffix in (".nc", ".nc4") else "zarr")
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; choose another --out or pass --overwrite to replace it"
-            )
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "zarr":
-        from earth2studio.io import ZarrBackend
-
-        return ZarrBackend(str(path), backend_kwargs={"overwrite": False})
-    if fmt == "netcdf":
-        from earth2studio.io import NetCDF4Backend
-
-        return NetCDF4Backend(str(path), backend_kwargs={"mode": "w"})
-    raise ValueError(f"output format {fmt!r} is not known; use 'zarr' or 'netcdf'")
-
-
-def _set_attrs(io: Any, attrs: dict[str, Any]) -> None:
-    root = getattr(io, "root", None)
-    if root is None:
-        return
-    if hasattr(root, "attrs"):  # zarr group
-        root.attrs.update(attrs)
-    else:  # netCDF4 Dataset
-        for k, v in attrs.items():
-            root.setncattr(k, v if not isinstance(v, bool) else int(v))
-        root.sync()
-
-
 def run_forecast(
     model: Any,
     state_source: Any,
@@ -130,7 +96,8 @@ def run_forecast(
     members : int
         Ensemble size (members differ only by their noise).
     batch_size : int, optional
-        Members stepped together (default: all).
+        Members stepped together, at least 1 (default: all; more than
+        ``members`` steps all of them).
     progress : bool
         Show a progress bar over member-hours.
     attrs : dict, optional
@@ -139,7 +106,16 @@ def run_forecast(
     Returns
     -------
     io
-        The backend, complete.
+        The backend, complete and closed.
+
+    Raises
+    ------
+    ValueError
+        For hours, members or a batch size below 1, before anything is written.
+    RuntimeError
+        When the run ends without every lead hour written for every member,
+        or when no lead hour after the initial state holds a finite value;
+        the store keeps what was written and its ``completed_lead_hours``.
     """
     from tqdm.auto import tqdm
 
@@ -147,23 +123,22 @@ def run_forecast(
         raise ValueError(f"hours must be at least 1, got {hours}")
     if members < 1:
         raise ValueError(f"members must be at least 1, got {members}")
+    if batch_size is None:
+        batch_size = members
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of members stepped together, got {batch_size!r}; "
+                         f"leave it out (--batch-size) to step all {members} members at once, or give 1 to "
+                         f"{members}")
+    batch_size = min(int(batch_size), members)
     times = np.atleast_1d(np.asarray(start, dtype="datetime64[ns]"))
     variables = [str(v) for v in model.variables]
     x0, coords0 = fetch_state(state_source, times, variables, model.grid)
-    batch_size = min(batch_size or members, members)
     seed = model.forecast_seed()  # one base seed for every batch of members
 
     total = OrderedDict(ensemble=np.arange(members))
     total.update((k, v) for k, v in coords0.items() if k != "variable")
     total["lead_time"] = np.array([np.timedelta64(h, "h") for h in range(hours + 1)])
-    # Unwritten hours must read as missing (NaN), not as zeros: zarr arrays get
-    # a NaN fill value (dimension arrays first, as they cannot take one);
-    # netCDF's default fill value already decodes to NaN.
-    if hasattr(getattr(io, "root", None), "create_array"):
-        io.add_array(total, [])
-        io.add_array(total, variables, fill_value=float("nan"))
-    else:
-        io.add_array(total, variables)
+    add_forecast_arrays(io, total, variables)  # unwritten hours read as NaN
     spatial = OrderedDict(hrrr_y=coords0["hrrr_y"], hrrr_x=coords0["hrrr_x"])
     io.add_array(spatial, "lat", data=torch.as_tensor(np.asarray(model.lat, dtype=np.float32)))
     io.add_array(spatial, "lon", data=torch.as_tensor(np.asarray(model.lon, dtype=np.float32)))
@@ -178,28 +153,40 @@ def run_forecast(
         "completed_lead_hours": -1,
     }
     base_attrs.update(attrs or {})
-    _set_attrs(io, base_attrs)
+    set_attributes(io, base_attrs)
 
     device = model.device
     bar = tqdm(total=members * hours, unit="member-h", disable=not progress, desc="forecast")
     done_hours = np.full(members, -1)
-    for first in range(0, members, batch_size):
-        ens = np.arange(first, min(first + batch_size, members))
-        x = x0.to(device).unsqueeze(0).expand(len(ens), *x0.shape)
-        coords = OrderedDict(ensemble=ens)
-        coords.update(coords0)
-        for step, (xs, cs) in enumerate(model.create_iterator(x, coords, seed=seed)):
-            out = OrderedDict((k, v) for k, v in cs.items() if k != "variable")
-            io.write([xs[..., i, :, :].cpu() for i in range(len(variables))], out, variables)
-            done_hours[ens] = step
-            _set_attrs(io, {"completed_lead_hours": int(done_hours.min())})
-            if step > 0:
-                bar.update(len(ens))
-            if step == hours:
-                break
-    bar.close()
-    _set_attrs(io, {"completed_lead_hours": int(hours)})
-    close = getattr(io, "close", None)
-    if callable(close):
-        close()
+    finite_hours: set[int] = set()  # lead hours with at least one finite value
+    completed = -1
+    try:
+        for first in range(0, members, batch_size):
+            ens = np.arange(first, min(first + batch_size, members))
+            x = x0.to(device).unsqueeze(0).expand(len(ens), *x0.shape)
+            coords = OrderedDict(ensemble=ens)
+            coords.update(coords0)
+            for step, (xs, cs) in enumerate(model.create_iterator(x, coords, seed=seed)):
+                out = OrderedDict((k, v) for k, v in cs.items() if k != "variable")
+                io.write([xs[..., i, :, :].cpu() for i in range(len(variables))], out, variables)
+                if bool(torch.isfinite(xs).any()):
+                    finite_hours.add(step)
+                done_hours[ens] = step
+                if int(done_hours.min()) != completed:
+                    completed = int(done_hours.min())
+                    set_attributes(io, {"completed_lead_hours": completed})
+                if step > 0:
+                    bar.update(len(ens))
+                if step == hours:
+                    break
+    finally:
+        bar.close()
+        close_output(io)
+    if completed < hours:
+        raise RuntimeError(f"the model's iterator stopped after lead hour {completed} of {hours}; the store keeps "
+                           f"hours 0 to {completed} (completed_lead_hours = {completed})")
+    if not finite_hours & set(range(1, hours + 1)):
+        raise RuntimeError(f"the forecast holds no finite value after the initial state: every one of the {hours} "
+                           "lead hours written is NaN or infinite. Check the model package, its normalisation "
+                           "statistics and the conditioning data")
     return io

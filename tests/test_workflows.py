@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.utils.grid import ModelGrid
@@ -31,7 +30,9 @@ def _model(package, seed=11):
 
 
 def _open(io_kind, path):
-    return xr.open_zarr(path, consolidated=False) if io_kind == "zarr" else xr.open_dataset(path)
+    from stormcast_plugin.io.forecast_store import open_store
+
+    return open_store(path)  # the package's one reader of forecast stores, for either format
 
 
 @pytest.mark.parametrize("io_kind", ["zarr", "netcdf"])

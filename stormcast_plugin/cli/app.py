@@ -52,14 +52,10 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--plot", metavar="VARS", help="also draw these variables (comma-separated) next to the output")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    pl = sub.add_parser("plot", help="draw maps of a forecast", description="Draw maps per lead time "
-                        "(PNG) and an animation (GIF) of chosen variables of a forecast store.")
-    pl.add_argument("forecast", help="forecast store (.zarr or .nc)")
-    pl.add_argument("--variables", default=None, help="comma-separated variables (default: all)")
-    pl.add_argument("--out", default=None, help="output folder (default: FORECAST_plots)")
-    pl.add_argument("--member", type=int, default=0, help="ensemble member to draw (default 0)")
-    pl.add_argument("--time-index", type=int, default=0, help="initial time index (default 0)")
-    pl.add_argument("--no-gif", action="store_true", help="skip the animations")
+    from stormcast_plugin.cli.plot import add_plot_arguments
+
+    add_plot_arguments(sub.add_parser("plot", help="draw maps of a forecast", description="Draw maps per lead "
+                                      "time (PNG) and an animation (GIF) of chosen variables of a forecast store."))
     from stormcast_plugin.cli.train import add_export_arguments, add_train_arguments
 
     add_train_arguments(sub.add_parser("train", help="train a model (regression, then diffusion)",
@@ -69,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                         description="Write a model package (weights, config, statistics, "
                                         "invariants, checksums, model card) that StormCast.load_model reads."))
 
-    from stormcast_plugin.scoring.evaluate import add_score_arguments
+    from stormcast_plugin.cli.score import add_score_arguments
 
     add_score_arguments(sub.add_parser("score", help="score a forecast against truth",
                                        description="Score a forecast store against a truth store (another "
@@ -198,14 +194,9 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from stormcast_plugin.plot.forecast import plot_forecast
+    from stormcast_plugin.cli.plot import plot_from_args
 
-    variables = [v.strip() for v in args.variables.split(",")] if args.variables else None
-    out = Path(args.out) if args.out else Path(str(Path(args.forecast)).rstrip("/") + "_plots")
-    paths = plot_forecast(args.forecast, variables, out, time_index=args.time_index,
-                          member=args.member, gif=not args.no_gif)
-    print(f"wrote {len(paths)} pictures to {out}", file=sys.stderr)
-    return 0
+    return plot_from_args(args)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -238,7 +229,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from stormcast_plugin.scoring.evaluate import score_from_args
+    from stormcast_plugin.cli.score import score_from_args
 
     return int(score_from_args(args) or 0)
 

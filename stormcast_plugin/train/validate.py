@@ -11,26 +11,9 @@ import torch
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
 from stormcast_plugin.diffusion.samplers import make_generators
 from stormcast_plugin.train.loop import net_inputs
+from stormcast_plugin.statistics.spectrum import radial_spectrum
 
 __all__ = ["radial_spectrum", "validation_metrics"]
-
-
-def radial_spectrum(field: torch.Tensor) -> torch.Tensor:
-    """Radially averaged power spectrum of ``[..., H, W]`` fields, ``[..., K]``
-    with ``K = min(H, W) // 2`` wavenumber bins (mean removed)."""
-    h, w = field.shape[-2:]
-    f = torch.fft.fft2(field - field.mean(dim=(-2, -1), keepdim=True), norm="ortho")
-    power = f.real**2 + f.imag**2
-    ky = torch.fft.fftfreq(h, device=field.device)[:, None] * h
-    kx = torch.fft.fftfreq(w, device=field.device)[None, :] * w
-    k = torch.sqrt((ky * min(h, w) / h) ** 2 + (kx * min(h, w) / w) ** 2).round().long()
-    nbins = min(h, w) // 2
-    flat = power.reshape(*power.shape[:-2], -1)
-    idx = k.reshape(-1).clamp(max=nbins)
-    out = torch.zeros(*flat.shape[:-1], nbins + 1, dtype=flat.dtype, device=flat.device)
-    out.index_add_(-1, idx, flat)
-    counts = torch.bincount(idx, minlength=nbins + 1).to(flat.dtype)
-    return (out / counts.clamp(min=1))[..., 1:nbins + 1]
 
 
 def _valid_batches(trainer: Any) -> list[dict[str, torch.Tensor]]:
@@ -66,7 +49,7 @@ def validation_metrics(trainer: Any, net: torch.nn.Module) -> dict[str, float]:
             steps = min(trainer.config.sampler.num_steps, 8)
             pred = nets.step(**net_inputs(batch), sampler=SamplerOptions(num_steps=steps),
                              generators=make_generators([bi * 100 + j for j in range(x.shape[0])]))
-            spec_ratio.append((radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12)))
+            spec_ratio.append(radial_spectrum(pred).mean(0) / radial_spectrum(nxt).mean(0).clamp(min=1e-12 / nxt[0, 0].numel()))
         se_model = se_model + ((pred - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
         se_pers = se_pers + ((x - nxt) ** 2).mean(dim=(0, 2, 3)) * x.shape[0]
         count += x.shape[0]

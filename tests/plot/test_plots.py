@@ -1,4 +1,4 @@
-"""Tests for stormcast_plugin.plot.forecast on small synthetic forecast stores."""
+"""Tests for stormcast_plugin.plot (styles, maps, forecast figures) on small synthetic forecast stores."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 xr = pytest.importorskip("xarray")
 
-from stormcast_plugin.plot import forecast as plots  # noqa: E402
+from stormcast_plugin import plot as plots  # noqa: E402
 
 NY, NX, NLEAD = 16, 24, 3
 VARS = ("refc", "t2m", "u10m")
@@ -76,7 +76,7 @@ def assert_not_blank(path, min_colours=30):
 
 def test_import_is_cheap():
     code = (
-        "import sys, stormcast_plugin.plot.forecast; "
+        "import sys, stormcast_plugin.plot; "
         "bad = [m for m in ('matplotlib', 'xarray', 'cartopy', 'torch') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -230,10 +230,12 @@ def test_netcdf_store_and_member_errors(tmp_path):
     ds = synthetic_forecast()
     path = tmp_path / "fc.nc"
     ds.to_netcdf(path)
-    paths = plots.plot_forecast(path, ["t2m"], tmp_path / "out", gif=False, member=-1, dpi=40)
+    paths = plots.plot_forecast(path, ["t2m"], tmp_path / "out", gif=False, member=1, dpi=40)
     assert [p.name for p in paths] == [f"t2m_{k:03d}h.png" for k in range(NLEAD)]
     with pytest.raises(IndexError, match="member"):
         plots.plot_forecast(ds, ["t2m"], tmp_path / "x", member=5)
+    with pytest.raises(IndexError, match="member -1 is out of range: .* has 2 ensemble members, numbered 0 to 1"):
+        plots.plot_forecast(ds, ["t2m"], tmp_path / "x", member=-1)
 
 
 def test_plot_panel(tmp_path):

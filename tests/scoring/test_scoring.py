@@ -1,4 +1,4 @@
-"""Tests for stormcast_plugin.scoring.evaluate: tables, plots and truth alignment."""
+"""Tests for stormcast_plugin.scoring: tables, plots, truth alignment and the score command."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ pytest.importorskip("matplotlib")
 pd = pytest.importorskip("pandas")
 xr = pytest.importorskip("xarray")
 
-from stormcast_plugin.scoring import evaluate as scoring  # noqa: E402
+from stormcast_plugin import scoring  # noqa: E402
+from stormcast_plugin.cli.score import add_score_arguments, score_from_args  # noqa: E402
+from stormcast_plugin.io.forecast_store import open_store  # noqa: E402
 from stormcast_plugin.io.dataset_store import DatasetStore  # noqa: E402
 from stormcast_plugin.utils.grid import ModelGrid  # noqa: E402
 
@@ -196,7 +198,7 @@ def test_missing_truth_variables_are_named(stores, tmp_path, grid):
     with pytest.raises(scoring.ScoreError, match=r"lacks variables \['refc', 'u10m'\]"):
         scoring.score(forecast_path, partial, out_dir=tmp_path / "x")
     with pytest.raises(scoring.ScoreError, match=r"dataset store .* lacks variables \['v10m'\]"):
-        ds = scoring.open_store(forecast_path)
+        ds = open_store(forecast_path)
         ds["v10m"] = ds["u10m"]
         scoring.score(ds, dataset_path)
     with pytest.raises(scoring.ScoreError, match=r"the forecast has no variables \['q2m'\]"):
@@ -217,16 +219,41 @@ def test_deterministic_forecast_and_other_grid(stores, tmp_path, grid):
 
 def test_command_line_arguments(stores, tmp_path, capsys):
     forecast_path, truth_path, _, _, _ = stores
-    parser = scoring.add_score_arguments(argparse.ArgumentParser())
+    parser = add_score_arguments(argparse.ArgumentParser())
     args = parser.parse_args([str(forecast_path), str(truth_path), "--out", str(tmp_path / "o"),
                               "--variables", "refc", "--thresholds", "25,35", "--windows", "1,5", "--no-plots"])
-    assert scoring.score_from_args(args) == 0
+    assert score_from_args(args) == 0
     csv = pd.read_csv(tmp_path / "o" / "scores.csv")
     assert {"csi_25", "csi_35", "fss_35_w5"} <= set(csv.columns)
     assert "| refc |" in capsys.readouterr().out
     bad = parser.parse_args([str(forecast_path), str(truth_path), "--windows", "1,4"])
     with pytest.raises(ValueError, match="odd positive integers"):
-        scoring.score_from_args(bad)
+        score_from_args(bad)
     bad = parser.parse_args([str(forecast_path), str(truth_path), "--thresholds", "20,x"])
     with pytest.raises(ValueError, match="--thresholds '20,x' is not a comma-separated list"):
-        scoring.score_from_args(bad)
+        score_from_args(bad)
+
+
+def test_spectral_band_ratios_are_in_the_table_and_report(stores, tmp_path):
+    forecast_path, truth_path, _, truth, fc = stores
+    table = scoring.score(forecast_path, truth_path, variables=["u10m", "t2m"], out_dir=tmp_path, plots=False,
+                          spectral_bands_km=[15, 30])
+    bands = ["spectral_ratio_lt15km", "spectral_ratio_15_30km", "spectral_ratio_ge30km"]
+    assert [c for c in table.columns if c.startswith("spectral_ratio_")] == bands
+    np.testing.assert_allclose(table[table["lead_time_h"] == 0][bands], 1.0, rtol=1e-6)  # lead 0: the truth
+    # by hand: the u10m forecast at lead 2, power of wavelengths >= 30 km, members averaged, over the truth's
+    from stormcast_plugin import statistics as S
+
+    f = xr.DataArray(fc["u10m"][:, 2].astype("f4").astype(np.float64), dims=("ensemble", "y", "x"))
+    t = xr.DataArray(truth["u10m"][2].astype("f4").astype(np.float64), dims=("y", "x"))
+    pf = S.radial_power_spectrum(f).mean("ensemble")
+    pt = S.radial_power_spectrum(t)
+    big = pf["wavelength_km"] >= 30
+    expected = float((pf * pf["modes"]).where(big).sum() / (pt * pt["modes"]).where(big).sum())
+    row = table[(table["variable"] == "u10m") & (table["lead_time_h"] == 2)].iloc[0]
+    assert row["spectral_ratio_ge30km"] == pytest.approx(expected, rel=1e-6)
+    assert row["spectral_ratio_lt15km"] > 1.0  # white noise added to a smooth field: too much small-scale power
+    md = (tmp_path / "scores.md").read_text()
+    assert "## Spectral power ratio by wavelength band" in md and "| < 15 km | 15-30 km | >= 30 km |" in md
+    with pytest.raises(scoring.ScoreError, match="increasing positive wavelengths"):
+        scoring.score(forecast_path, truth_path, variables=["u10m"], spectral_bands_km=[30, 15])
