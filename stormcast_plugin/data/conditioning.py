@@ -3,7 +3,7 @@
 StormCast is conditioned every step on 26 coarse global fields interpolated
 to the HRRR grid. earth2studio's wrapper re-derives the interpolation with
 xarray at every step; :class:`ConditioningFetcher` builds the bilinear weights
-once (:func:`stormcast_plugin.utils.grid.get_regridder`) and applies them on the
+once (:func:`stormcast_plugin.utils.interpolation.get_regridder`) and applies them on the
 model's device, reading only the block of source points the domain needs.
 
 Importing this module does not import earth2studio: any object with the
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from stormcast_plugin.utils.grid import ModelGrid, get_regridder
+from stormcast_plugin.utils.grid import ModelGrid
+from stormcast_plugin.utils.interpolation import get_regridder
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -142,7 +143,7 @@ class ConditioningFetcher:
         call signature has a ``lead_time`` parameter.
     regrid_method : {"grid_sample", "gather"}, optional
         How the cached bilinear weights are applied (see
-        :class:`stormcast_plugin.utils.grid.BilinearRegridder`).
+        :class:`stormcast_plugin.utils.interpolation.BilinearRegridder`).
 
     Raises
     ------

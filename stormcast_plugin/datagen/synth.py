@@ -236,7 +236,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from stormcast_plugin.utils.grid import HRRR_NX, HRRR_NY, ModelGrid, latlon_to_lcc, lcc_to_latlon
+from stormcast_plugin.utils.grid import HRRR_NX, HRRR_NY, ModelGrid
+from stormcast_plugin.utils.projection import latlon_to_lcc, lcc_to_latlon
 from stormcast_plugin.utils.variables import CONDITIONING_VARIABLES, INVARIANTS, PRESETS, STATE_VARIABLES
 from stormcast_plugin.io.dataset_store import DatasetStore
 

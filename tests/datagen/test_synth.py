@@ -426,7 +426,7 @@ def test_conditioning_is_smooth_and_has_no_cells(small):
 
 def test_conditioning_matches_the_large_scale_state(small):
     """Regridded conditioning and the state agree where there are no cells."""
-    from stormcast_plugin.utils.grid import BilinearRegridder
+    from stormcast_plugin.utils.interpolation import BilinearRegridder
 
     atm, state, cond = small
     rg = BilinearRegridder(atm.cond_lat, atm.cond_lon, atm.grid.lat, atm.grid.lon)
