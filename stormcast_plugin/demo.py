@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stormcast_plugin.utils.time import as_time, as_times, epoch_hours
+
 __all__ = ["DEMO_DESCRIPTION", "DemoConditioningSource", "DemoStateSource", "demo_grid", "demo_package",
            "demo_sources", "random_demo_package"]
 
@@ -71,7 +73,7 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
     from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
     from stormcast_plugin.datagen.synth import synthesize
 
-    first = np.datetime64(start, "h") - np.timedelta64(1, "h")
+    first = as_time(start, "start", whole_hours=True) - np.timedelta64(1, "h")
     store = synthesize(Path(workdir) / "demo_case.zarr", first, int(hours) + 2, grid=demo_grid(), preset="tiny",
                        seed=seed, terrain_seed=terrain_seed, overwrite=True, progress=False)
     return StoreStateSource(store), StoreConditioningSource(store), store
@@ -94,11 +96,6 @@ def random_demo_package(seed: int = 0):
     )
     pkg.info.update(name="stormcast-demo-random", description=DEMO_DESCRIPTION, source="embedded")
     return pkg
-
-
-def _hours(times: Sequence) -> np.ndarray:
-    t = np.asarray([np.datetime64(x, "s") for x in np.atleast_1d(times)])
-    return t.astype("datetime64[s]").astype(np.int64) / 3600.0
 
 
 def _smooth(lat: np.ndarray, lon: np.ndarray, hour: float, k: int) -> np.ndarray:
@@ -130,9 +127,9 @@ class _SyntheticSource:
         unknown = [v for v in variable if v not in self.means]
         if unknown:
             raise ValueError(f"the demo source has no variables {unknown}; it has {sorted(self.means)}")
-        times = np.atleast_1d(np.asarray(time, dtype="datetime64[ns]"))
+        times = as_times(time, "time")
         data = np.stack([
-            np.stack([self._field(v, h, lat, lon) for v in variable]) for h in _hours(times)
+            np.stack([self._field(v, h, lat, lon) for v in variable]) for h in epoch_hours(times)
         ]).astype(np.float32)
         return xr.DataArray(data, dims=("time", "variable") + dims,
                             coords={"time": times, "variable": np.array(variable), **coords})

@@ -29,13 +29,14 @@ import sys
 import time as _time
 import uuid
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from stormcast_plugin.utils.grid import ModelGrid
+from stormcast_plugin.utils.time import as_time, format_time
 from stormcast_plugin.utils.variables import CONDITIONING_VARIABLES, INVARIANTS, STATE_VARIABLES
 from stormcast_plugin.io.dataset_store import DatasetStore, StoreError
 
@@ -265,7 +266,7 @@ def _fetch(source: Any, t: np.datetime64, variables: Sequence[str], what: str) -
     times = np.asarray(da["time"].values).astype("datetime64[ns]")
     hit = np.flatnonzero(times == np.datetime64(t, "ns"))
     if hit.size == 0:
-        raise _SourceFailed(f"{what} source {name} returned no data for {np.datetime64(t, 'h')}")
+        raise _SourceFailed(f"{what} source {name} returned no data for {format_time(t)}")
     names = [str(v) for v in np.asarray(da["variable"].values)]
     lacking = [v for v in variables if v not in names]
     if lacking:
@@ -508,18 +509,7 @@ def _hour_task(store: DatasetStore | str, index: int, t: np.datetime64,
 
 
 def _as_hour(value: Any, name: str) -> np.datetime64:
-    try:
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        t = np.datetime64(value, "ns")
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a time; pass ISO 8601 such as 2022-01-01T00") from None
-    if np.isnat(t):
-        raise ValueError(f"{name} is NaT; pass a valid time")
-    h = t.astype("datetime64[h]")
-    if h.astype("datetime64[ns]") != t:
-        raise ValueError(f"{name} {value!r} does not fall on a whole hour")
-    return h
+    return as_time(value, name, whole_hours=True).astype("datetime64[h]")
 
 
 def _first_success(fn: Callable[[np.datetime64], Any], times: np.ndarray, what: str) -> Any:

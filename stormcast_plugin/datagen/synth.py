@@ -238,6 +238,7 @@ import numpy as np
 
 from stormcast_plugin.utils.grid import HRRR_NX, HRRR_NY, ModelGrid
 from stormcast_plugin.utils.projection import latlon_to_lcc, lcc_to_latlon
+from stormcast_plugin.utils.time import as_time
 from stormcast_plugin.utils.variables import CONDITIONING_VARIABLES, INVARIANTS, PRESETS, STATE_VARIABLES
 from stormcast_plugin.io.dataset_store import DatasetStore
 
@@ -399,21 +400,6 @@ def _as_grid(grid: GridSpec) -> ModelGrid:
     )
 
 
-def _start_hour(start: Any) -> np.datetime64:
-    try:
-        t = np.datetime64(start, "ns") if not isinstance(start, np.datetime64) else start.astype("datetime64[ns]")
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"start {start!r} is not a date-time; pass an ISO 8601 hour such as '2024-05-01T00'"
-        ) from None
-    if np.isnat(t):
-        raise ValueError(f"start {start!r} is not a date-time; pass an ISO 8601 hour such as '2024-05-01T00'")
-    h = t.astype("datetime64[h]")
-    if h.astype("datetime64[ns]") != t:
-        raise ValueError(f"start {start!r} does not fall on a whole hour; pass for example '2024-05-01T00'")
-    return h
-
-
 def _check_names(kind: str, names: Sequence[str]) -> tuple[str, ...]:
     out = tuple(str(n) for n in names)
     if not out:
@@ -546,7 +532,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         self.grid = _as_grid(self.grid)
-        self.start = _start_hour(self.start)
+        self.start = as_time(self.start, "start", whole_hours=True).astype("datetime64[h]")
         if self.state_variables is None or self.conditioning_variables is None:
             if self.preset not in PRESETS:
                 raise ValueError(
