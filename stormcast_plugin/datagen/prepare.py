@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from stormcast_plugin.data.crop import grid_window
+from stormcast_plugin.utils.coords import LAT_NAMES, LON_NAMES, SPATIAL_DIM_PAIRS, match_values
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.time import as_time, format_time
 from stormcast_plugin.utils.variables import CONDITIONING_VARIABLES, INVARIANTS, STATE_VARIABLES
@@ -61,9 +63,6 @@ _GRID_TOL_M = 1.0
 _LATLON_TOL_DEG = 1e-4
 _FIRST_FETCH_TRIES = 24
 _REASON_CHARS = 500
-_SPATIAL_PAIRS = (("hrrr_y", "hrrr_x"), ("y", "x"))
-_LAT_NAMES = ("lat", "latitude")
-_LON_NAMES = ("lon", "longitude")
 
 
 class PrepareError(ValueError):
@@ -273,7 +272,7 @@ def _fetch(source: Any, t: np.datetime64, variables: Sequence[str], what: str) -
         raise PrepareError(f"{what} source {name} returned no variables {lacking[:10]}; it returned "
                            f"{names[:10]}. Use variable names of the source's lexicon")
     da = da.isel(time=int(hit[0]), variable=[names.index(v) for v in variables])
-    spatial = {d for pair in _SPATIAL_PAIRS for d in pair} | set(_LAT_NAMES) | set(_LON_NAMES)
+    spatial = {d for pair in SPATIAL_DIM_PAIRS for d in pair}
     extra = [d for d in da.dims if d != "variable" and d not in spatial and da.sizes[d] == 1]
     return da.isel({d: 0 for d in extra})  # lead_time and other size-1 dims
 
@@ -285,68 +284,20 @@ def _check_dims(da: "xr.DataArray", spatial: Sequence[str], what: str, src: str)
                            f"{list(spatial)} (size-1 extra dims such as lead_time are dropped)")
 
 
-def _nearest(have: np.ndarray, want: np.ndarray, tol: float, period: float | None = None) -> np.ndarray | None:
-    """Index in ``have`` of each ``want`` value within ``tol`` (``period``: compare modulo it); None if any fails."""
-    have = np.asarray(have, np.float64)
-    want = np.asarray(want, np.float64)
-    if have.size == 0:
-        return None
-    if period is not None:
-        have = np.mod(have, period)
-        want = np.mod(want, period)
-    order = np.argsort(have, kind="stable")
-    sh = have[order]
-    pos = np.clip(np.searchsorted(sh, want), 1, max(len(sh) - 1, 1))
-    lo = np.clip(pos - 1, 0, len(sh) - 1)
-    hi = np.clip(pos, 0, len(sh) - 1)
-    pick = np.where(np.abs(sh[lo] - want) <= np.abs(sh[hi] - want), lo, hi)
-    diff = np.abs(sh[pick] - want)
-    if period is not None:
-        diff = np.minimum(diff, period - diff)
-        # values near the seam: compare against the wrapped ends too
-        for end in (0, len(sh) - 1):
-            d_end = np.abs(sh[end] - want)
-            d_end = np.minimum(d_end, period - d_end)
-            better = d_end < diff
-            pick = np.where(better, end, pick)
-            diff = np.where(better, d_end, diff)
-    if (diff > tol).any():
-        return None
-    return order[pick]
-
-
 def _crop_to_grid(da: "xr.DataArray", grid: ModelGrid, what: str, src: str) -> np.ndarray:
     """``[C, H, W]`` float32: ``da [variable, sy, sx]`` cut to ``grid`` by coordinate values."""
-    pair = next((p for p in _SPATIAL_PAIRS if all(d in da.dims for d in p)), None)
-    if pair is None:
-        raise PrepareError(f"{what} source {src} returned spatial dims {[d for d in da.dims if d != 'variable']}; "
-                           "expected hrrr_y/hrrr_x (or y/x) on the HRRR projection")
-    _check_dims(da, pair, what, src)
-    idx = []
-    for dim, want in zip(pair, (grid.y, grid.x)):
-        if dim in da.coords:
-            found = _nearest(np.asarray(da[dim].values), want, _GRID_TOL_M)
-            if found is None:
-                have = np.asarray(da[dim].values, np.float64)
-                raise PrepareError(
-                    f"{what} source {src}: its {dim} coordinates ({have.min():.0f}..{have.max():.0f} m, "
-                    f"{have.size} points) do not contain the model grid {grid.name!r} "
-                    f"({np.min(want):.0f}..{np.max(want):.0f} m); is the source on the HRRR projection "
-                    "and does it cover the domain?")
-            idx.append(found)
-        else:
-            n = da.sizes[dim]
-            if n != len(want):
-                raise PrepareError(f"{what} source {src} returned {n} {dim} points without coordinates; the "
-                                   f"model grid {grid.name!r} has {len(want)}")
-            idx.append(np.arange(n))
-    values = da.transpose("variable", *pair).values
-    return np.ascontiguousarray(values[:, idx[0]][:, :, idx[1]], dtype=np.float32)
+    try:
+        window = grid_window(da, grid, _GRID_TOL_M, f"{what} source {src}")
+    except ValueError as err:
+        raise PrepareError(str(err)) from None
+    _check_dims(da, tuple(window), what, src)
+    values = da.isel(window).transpose("variable", *window).values
+    return np.ascontiguousarray(values, dtype=np.float32)
 
 
 def _latlon_dims(da: "xr.DataArray", src: str) -> tuple[str, str]:
-    lat = next((d for d in _LAT_NAMES if d in da.dims), None)
-    lon = next((d for d in _LON_NAMES if d in da.dims), None)
+    lat = next((d for d in LAT_NAMES if d in da.dims), None)
+    lon = next((d for d in LON_NAMES if d in da.dims), None)
     if lat is None or lon is None:
         raise PrepareError(f"conditioning source {src} returned spatial dims "
                            f"{[d for d in da.dims if d != 'variable']}; expected 1-D lat/lon (or "
@@ -361,8 +312,8 @@ def _latlon_dims(da: "xr.DataArray", src: str) -> tuple[str, str]:
 def _crop_latlon(da: "xr.DataArray", lat: np.ndarray, lon: np.ndarray, src: str) -> np.ndarray:
     """``[C, nlat, nlon]`` float32 of ``da`` at the given latitudes/longitudes (matched by value)."""
     dlat, dlon = _latlon_dims(da, src)
-    ilat = _nearest(np.asarray(da[dlat].values), lat, _LATLON_TOL_DEG)
-    ilon = _nearest(np.asarray(da[dlon].values), lon, _LATLON_TOL_DEG, period=360.0)
+    ilat = match_values(np.asarray(da[dlat].values), lat, _LATLON_TOL_DEG)
+    ilon = match_values(np.asarray(da[dlon].values), lon, _LATLON_TOL_DEG, period=360.0)
     if ilat is None or ilon is None:
         axis = "latitudes" if ilat is None else "longitudes"
         raise PrepareError(f"conditioning source {src} does not have the dataset's conditioning {axis}; "
