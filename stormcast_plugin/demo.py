@@ -39,7 +39,7 @@ DEMO_TERRAIN_SEED = 0  # the demo model's domain: the orography of its training 
 def demo_grid():
     """The demo model's grid: the 64 x 64 HRRR crop that ``stormcast data synth
     --grid 64x64`` uses (centred on the StormCast v1 domain)."""
-    from stormcast_plugin.datagen.synth import hrrr_crop
+    from stormcast_plugin.utils.grid import hrrr_crop
 
     return hrrr_crop((64, 64))
 
