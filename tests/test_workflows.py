@@ -5,7 +5,7 @@ import pytest
 import torch
 import xarray as xr
 
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
 from stormcast_plugin.package._impl import random_package

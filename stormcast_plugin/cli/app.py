@@ -154,7 +154,7 @@ def _forecast(args: argparse.Namespace) -> int:
     if "demo" in (state_name, cond_name):
         import tempfile
 
-        from stormcast_plugin.demo import demo_sources
+        from stormcast_plugin.datagen.demo_case import demo_sources
 
         workdir = workdir or tempfile.TemporaryDirectory(prefix="stormcast-demo-")
         demo_state, demo_cond, _ = demo_sources(start, args.hours, workdir.name)

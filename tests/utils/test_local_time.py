@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import fetch_state
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.local_time import LOCAL_TIME_CHANNELS, local_time_channels
