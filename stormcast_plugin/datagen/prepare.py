@@ -54,6 +54,7 @@ COND_MARGIN_DEG = 2.0
 """Margin (degrees) added around the domain's latitude/longitude box for the conditioning."""
 
 _FIRST_FETCH_TRIES = 24
+_RETRY_WAIT_S = 1.0
 
 
 # --------------------------------------------------------------------------
@@ -69,15 +70,15 @@ def _fetch_hour(t: np.datetime64, cfg: Mapping[str, Any]) -> tuple[np.ndarray | 
                                     ("conditioning", cfg["conditioning_source"], cfg["conditioning_variables"])):
         src = type(source).__name__
         last: str | None = None
-        for attempt in range(int(cfg.get("retries", 0)) + 1):
+        for attempt in range(cfg["retries"] + 1):
             try:
                 da = fetch_hour(source, t, variables, what)
                 last = None
                 break
             except SourceFailed as err:
                 last = str(err)
-                if attempt < int(cfg.get("retries", 0)):
-                    _time.sleep(float(cfg.get("retry_wait", 1.0)))
+                if attempt < cfg["retries"]:
+                    _time.sleep(_RETRY_WAIT_S)
         if last is not None:
             return None, None, last
         if what == "state":
@@ -254,6 +255,8 @@ def prepare_dataset(
             raise ValueError(f"{name} must be a callable earth2studio DataSource, got {type(src).__name__}")
     if workers is not None and (int(workers) != workers or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer (extra attempts per hour), got {retries!r}")
     if (cond_lat is None) != (cond_lon is None):
         raise ValueError("pass both cond_lat and cond_lon, or neither")
     state_variables = tuple(str(v) for v in state_variables)

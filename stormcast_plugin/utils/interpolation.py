@@ -373,7 +373,6 @@ class BilinearRegridder:
             If ``block`` is not a tensor ending in ``block_shape``.
         """
         import torch
-        import torch.nn.functional as F
 
         bs = self.block_shape
         nb = len(bs)
@@ -383,6 +382,15 @@ class BilinearRegridder:
                 f"block has shape {shape}; expected a tensor [..., {', '.join(map(str, bs))}] "
                 "made by compact()"
             )
+        return self._apply(block)
+
+    def _apply(self, block: "torch.Tensor") -> "torch.Tensor":
+        """:meth:`apply_compact` of a block known to come from :meth:`compact`."""
+        import torch
+        import torch.nn.functional as F
+
+        bs = self.block_shape
+        nb = len(bs)
         lead = tuple(block.shape[:-nb])
         out_dtype = block.dtype if block.is_floating_point() else torch.float32
         work = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
@@ -424,7 +432,7 @@ class BilinearRegridder:
             If ``data`` is not an array or its last two dims are not
             ``src_shape``.
         """
-        return self.apply_compact(self.compact(data))
+        return self._apply(self.compact(data))
 
 
 # --------------------------------------------------------------------------

@@ -242,6 +242,12 @@ def test_configuration_errors_are_clear(tmp_path: Path) -> None:
         run(tmp_path / "c.zarr", 2, state=NoQ(), invariants=np.ones((2, *GRID.shape)))
     with pytest.raises(ValueError, match="after start"):
         run(tmp_path / "d.zarr", 0)
+    with pytest.raises(ValueError, match="retries must be a non-negative integer .* got -1"):
+        run(tmp_path / "e.zarr", 2, retries=-1)
+    with pytest.raises(ValueError, match="start 2022-06-01T00:30 is not on the hour"):
+        prepare_dataset(tmp_path / "f.zarr", "2022-06-01T00:30", hour(2), state_source=StateStandIn(),
+                        conditioning_source=CondStandIn(), grid=GRID, progress=False)
+    assert not (tmp_path / "e.zarr").exists() and not (tmp_path / "f.zarr").exists()
 
 
 def test_invariants_array_and_renamed_source(tmp_path: Path) -> None:
