@@ -121,20 +121,8 @@ class SyntheticAtmosphere:
         return np.stack([lsm, self._model.orog]).reshape(2, h, w).astype(np.float32)
 
     def steering_wind(self, y: np.ndarray, x: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Large-scale wind (m/s) at the steering height (3 km) at plane points ``(y, x)``.
-
-        Parameters
-        ----------
-        y, x : np.ndarray
-            Plane coordinates (m).
-        t : float
-            Hours since the start.
-
-        Returns
-        -------
-        tuple[np.ndarray, np.ndarray]
-            ``u`` and ``v`` at the points.
-        """
+        """Large-scale ``(u, v)`` (m/s) at 3 km at plane points ``(y, x)`` (m) and hour ``t``
+        (:meth:`~stormcast_plugin.datagen.synth.flow.LargeScale.steering_wind`)."""
         return self._flow.steering_wind(y, x, t)
 
     def instability(self, y: np.ndarray, x: np.ndarray, lat: np.ndarray, lon: np.ndarray, t: float
@@ -161,18 +149,8 @@ class SyntheticAtmosphere:
         return self._flow.instability(pts, t)
 
     def cells(self, hour_index: int) -> dict[str, np.ndarray]:
-        """The cell population at hour ``hour_index`` (a copy).
-
-        Returns
-        -------
-        dict[str, np.ndarray]
-            One entry per cell and key: ``id``, plane position ``y``/``x`` (m),
-            birth time ``t0`` (hours since the start), ``age`` (h), ``peak``
-            dBZ, ``sigma`` (m), life phases ``tg``/``tm``/``td`` (h),
-            envelopes ``a`` (reflectivity) and ``b`` (cold pool/outflow), the
-            current core reflectivity ``dbz``, and ``cold`` (K) / ``outflow``
-            (m/s) amplitudes.
-        """
+        """The cell population at hour ``hour_index``, one array per attribute (a copy; the keys are
+        those of :meth:`~stormcast_plugin.datagen.synth.cells.CellPopulation.snapshot`)."""
         return self._cells.snapshot(self._check_hour(hour_index))
 
     def _check_hour(self, hour_index: int) -> int:
