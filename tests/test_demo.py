@@ -1,18 +1,29 @@
-"""The embedded demo model and its default synthetic case."""
+"""The embedded demo model (stormcast_plugin.demo)."""
 
 import numpy as np
+import pytest
 
-from stormcast_plugin.train.dataset import normalize_invariants
-from stormcast_plugin.demo import DEMO_TERRAIN_SEED, demo_package, demo_sources
+import stormcast_plugin.demo as demo
+from stormcast_plugin.demo import demo_grid, demo_package
+from stormcast_plugin.utils.grid import ModelGrid
 
 
-def test_default_case_lies_on_the_demo_models_own_terrain(tmp_path):
+def test_the_bundled_package_is_on_the_demo_grid():
     pkg = demo_package()
-    _, _, store = demo_sources("2024-05-02T12", 1, tmp_path / "case")
-    assert store.grid.shape == pkg.grid.shape
-    # the networks see the store's orography exactly as in training (z-scored over the grid)
-    seen = normalize_invariants(store.read_invariants(pkg.invariant_names))
-    np.testing.assert_allclose(seen, pkg.invariants, atol=1e-5)
-    # another terrain seed is another domain, which the model would not know
-    _, _, other = demo_sources("2024-05-02T12", 1, tmp_path / "other", terrain_seed=DEMO_TERRAIN_SEED + 1)
-    assert np.abs(normalize_invariants(other.read_invariants(pkg.invariant_names)) - pkg.invariants).max() > 0.5
+    grid = demo_grid()
+    assert grid.shape == (64, 64) and grid.native_window == (497, 561, 867, 931)
+    pkg.grid.check_coords(grid.y, grid.x, atol=1e-6)
+    np.testing.assert_allclose(pkg.grid.lat, grid.lat, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pkg.grid.lon, grid.lon, rtol=0, atol=1e-9)
+    v1 = ModelGrid.hrrr()
+    assert abs(grid.y.mean() - v1.y.mean()) <= 1500 and abs(grid.x.mean() - v1.x.mean()) <= 1500
+    assert pkg.info.get("name") != "stormcast-demo-random"
+
+
+def test_a_missing_bundle_falls_back_to_a_random_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "DEMO_PACKAGE_DIR", tmp_path / "absent")
+    with pytest.warns(RuntimeWarning, match="bundled demo model is missing"):
+        pkg = demo_package()
+    assert pkg.info["name"] == "stormcast-demo-random" and "NOT a weather forecast" in pkg.info["description"]
+    assert pkg.grid.fingerprint() == demo_grid().fingerprint()
+    assert np.isfinite(pkg.state_mean).all()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
 from stormcast_plugin.testing import random_package

@@ -71,31 +71,10 @@ def _build_parser() -> argparse.ArgumentParser:
                                        description="Score a forecast store against a truth store (another "
                                        "forecast-like store or a dataset store): table by variable and lead "
                                        "time (CSV, markdown) and plots."))
-    _add_data_commands(sub)
+    from stormcast_plugin.cli.data import add_data_commands
+
+    add_data_commands(sub)
     return p
-
-
-def _add_data_commands(sub) -> None:
-    d = sub.add_parser("data", help="build datasets (synthetic or from real sources)")
-    dsub = d.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-    s = dsub.add_parser("synth", help="generate a synthetic storm-resolving dataset")
-    s.add_argument("--out", required=True, help="store to write (.zarr)")
-    s.add_argument("--start", default="2024-05-01T00", help="first hour (default %(default)s)")
-    s.add_argument("--hours", type=int, default=240, help="number of hours (default %(default)s)")
-    s.add_argument("--grid", default="64x64", help="grid size HxW (default %(default)s)")
-    s.add_argument("--preset", default="small", help="variable preset: tiny, small, full (default %(default)s)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    s.add_argument("--terrain-seed", type=int, default=None,
-                   help="seed of the orography and land alone (default: --seed); keep it fixed and vary --seed "
-                        "for other weather over the same domain, e.g. a held-out period")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    from stormcast_plugin.datagen.prepare import add_prepare_arguments
-
-    add_prepare_arguments(dsub.add_parser(
-        "prepare", help="build a dataset from HRRR and ERA5 (earth2studio sources)",
-        description="Build a dataset store hour by hour from earth2studio sources (HRRR state, ERA5 "
-        "conditioning by default); resumable, optionally on a Dask cluster."))
 
 
 def _device(name: str):
@@ -163,7 +142,7 @@ def _forecast(args: argparse.Namespace) -> int:
     if "demo" in (state_name, cond_name):
         import tempfile
 
-        from stormcast_plugin.demo import demo_sources
+        from stormcast_plugin.datagen.demo_case import demo_sources
 
         workdir = workdir or tempfile.TemporaryDirectory(prefix="stormcast-demo-")
         demo_state, demo_cond, _ = demo_sources(start, args.hours, workdir.name)
@@ -212,20 +191,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    if args.data_command == "synth":
-        from stormcast_plugin.datagen.synth import parse_grid, synthesize
+    from stormcast_plugin.cli.data import run_data
 
-        store = synthesize(args.out, args.start, args.hours, grid=parse_grid(args.grid), preset=args.preset,
-                           seed=args.seed, terrain_seed=args.terrain_seed, overwrite=args.overwrite,
-                           progress=not args.no_progress)
-        print(f"wrote {store}", file=sys.stderr)
-        return 0
-    if args.data_command == "prepare":
-        from stormcast_plugin.datagen.prepare import prepare_from_args
-
-        return int(prepare_from_args(args) or 0)
-    print("error: choose a data command: synth or prepare (stormcast data --help)", file=sys.stderr)
-    return 2
+    return run_data(args)
 
 
 def _score(args: argparse.Namespace) -> int:

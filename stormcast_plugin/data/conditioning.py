@@ -3,7 +3,7 @@
 StormCast is conditioned every step on 26 coarse global fields interpolated
 to the HRRR grid. earth2studio's wrapper re-derives the interpolation with
 xarray at every step; :class:`ConditioningFetcher` builds the bilinear weights
-once (:func:`stormcast_plugin.utils.grid.get_regridder`) and applies them on the
+once (:func:`stormcast_plugin.utils.interpolation.get_regridder`) and applies them on the
 model's device, reading only the block of source points the domain needs.
 
 Importing this module does not import earth2studio: any object with the
@@ -13,12 +13,14 @@ earth2studio source call signature works.
 from __future__ import annotations
 
 import inspect
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from stormcast_plugin.utils.grid import ModelGrid, get_regridder
+from stormcast_plugin.utils.coords import LAT_NAMES, LON_NAMES, PROJECTED_DIM_PAIRS
+from stormcast_plugin.utils.grid import ModelGrid
+from stormcast_plugin.utils.interpolation import get_regridder
+from stormcast_plugin.utils.time import as_lead_times, as_times, format_lead_times, format_times
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -26,86 +28,19 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["ConditioningFetcher"]
 
-_LAT_NAMES = ("lat", "latitude")
-_LON_NAMES = ("lon", "longitude")
-_GRID_DIMS = (("hrrr_y", "hrrr_x"), ("y", "x"))
 _MAX_LISTED = 8
 
 
-def _fmt_times(values: np.ndarray) -> str:
-    items = [str(np.datetime_as_string(v, unit="s")) for v in np.asarray(values)[:_MAX_LISTED]]
-    more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
-    return "[" + ", ".join(items) + "]" + more
-
-
-def _fmt_leads(values: np.ndarray) -> str:
-    hours = [f"{v / np.timedelta64(1, 'h'):g}h" for v in np.asarray(values)[:_MAX_LISTED]]
-    more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
-    return "[" + ", ".join(hours) + "]" + more
-
-
-def _to_datetime64(value: Any) -> np.datetime64:
-    """One time as ``datetime64[ns]`` (aware datetimes are converted to UTC)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return np.datetime64(value, "ns")
-    if hasattr(value, "to_datetime64"):  # pandas Timestamp
-        return np.datetime64(value.to_datetime64(), "ns")
-    return np.datetime64(value, "ns")
-
-
-def _as_times(value: Any) -> np.ndarray:
-    """1-D ``datetime64[ns]`` array of initialisation times."""
-    try:
-        if isinstance(value, np.ndarray) and value.dtype.kind == "M":
-            out = value.astype("datetime64[ns]").ravel()
-        elif isinstance(value, (datetime, np.datetime64, str)):
-            out = np.array([_to_datetime64(value)])
-        else:
-            out = np.array([_to_datetime64(v) for v in np.asarray(value, dtype=object).ravel()],
-                           dtype="datetime64[ns]")
-    except (TypeError, ValueError):
+def _broadcast_leads(leads: np.ndarray, n: int) -> np.ndarray:
+    """One lead time for every one of ``n`` init times, or one per init time."""
+    if leads.size == 1:
+        return np.repeat(leads, n)
+    if leads.size != n:
         raise ValueError(
-            f"init_time {value!r} is not a time or array of times; pass np.datetime64, datetime "
-            "or an array of datetime64"
-        ) from None
-    if out.size == 0:
-        raise ValueError("init_time is empty; pass at least one initialisation time")
-    if np.isnat(out).any():
-        raise ValueError(f"init_time contains NaT: {_fmt_times(out)}; pass valid times")
-    return out
-
-
-def _as_leads(value: Any, n: int) -> np.ndarray:
-    """``timedelta64[ns]`` lead times broadcast to ``n`` initialisation times."""
-    try:
-        if isinstance(value, np.ndarray) and value.dtype.kind == "m":
-            out = value.astype("timedelta64[ns]").ravel()
-        elif isinstance(value, (timedelta, np.timedelta64)):
-            out = np.array([np.timedelta64(value, "ns")])
-        elif isinstance(value, (list, tuple, np.ndarray)):
-            items = np.asarray(value, dtype=object).ravel()
-            if not all(isinstance(v, (timedelta, np.timedelta64)) for v in items):
-                raise TypeError
-            out = np.array([np.timedelta64(v, "ns") for v in items], dtype="timedelta64[ns]")
-        else:
-            raise TypeError
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"lead_time {value!r} is not a time delta or array of them; pass np.timedelta64(1, 'h') "
-            "or an array of timedelta64 (plain numbers have no unit)"
-        ) from None
-    if np.isnat(out).any():
-        raise ValueError("lead_time contains NaT; pass valid time deltas")
-    if out.size == 1:
-        return np.repeat(out, n)
-    if out.size != n:
-        raise ValueError(
-            f"lead_time has {out.size} values for {n} init times; expected one lead time (applied to "
+            f"lead_time has {leads.size} values for {n} init times; expected one lead time (applied to "
             "every init time) or one per init time"
         )
-    return out
+    return leads
 
 
 def _positions(available: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +77,7 @@ class ConditioningFetcher:
         call signature has a ``lead_time`` parameter.
     regrid_method : {"grid_sample", "gather"}, optional
         How the cached bilinear weights are applied (see
-        :class:`stormcast_plugin.utils.grid.BilinearRegridder`).
+        :class:`stormcast_plugin.utils.interpolation.BilinearRegridder`).
 
     Raises
     ------
@@ -240,8 +175,8 @@ class ConditioningFetcher:
         """
         import torch
 
-        times = _as_times(init_time)
-        leads = _as_leads(lead_time, times.size)
+        times = as_times(init_time, "init_time")
+        leads = _broadcast_leads(as_lead_times(lead_time, "lead_time"), times.size)
         h, w = self.grid.shape
         if not self.forecast:
             valid = times + leads
@@ -280,9 +215,9 @@ class ConditioningFetcher:
             else:
                 da = self.source(times, np.array([lead], dtype="timedelta64[ns]"), variables)
         except Exception as err:  # the source's own error is chained below
-            what = f"times {_fmt_times(times)}"
+            what = f"times {format_times(times)}"
             if lead is not None:
-                what += f" at lead time {_fmt_leads([lead])}"
+                what += f" at lead time {format_lead_times([lead])}"
             raise ValueError(
                 f"source {type(self.source).__name__} failed to return {what} for variables "
                 f"{variables[:_MAX_LISTED]}{' ...' if len(variables) > _MAX_LISTED else ''}: "
@@ -324,16 +259,16 @@ class ConditioningFetcher:
         if not found.all():
             what = "valid times" if lead is None else "init times"
             raise ValueError(
-                f"source {src} returned no data for {what} {_fmt_times(times[~found])}; it returned "
-                f"{_fmt_times(got_times)}. Use times the source holds"
+                f"source {src} returned no data for {what} {format_times(times[~found])}; it returned "
+                f"{format_times(got_times)}. Use times the source holds"
             )
         if lead is not None:
             got_leads = np.asarray(da["lead_time"].values).astype("timedelta64[ns]").ravel()
             lpos, found = _positions(got_leads, np.array([lead], dtype="timedelta64[ns]"))
             if not found.all():
                 raise ValueError(
-                    f"source {src} returned no data for lead time {_fmt_leads([lead])} (init times "
-                    f"{_fmt_times(times)}); it returned lead times {_fmt_leads(got_leads)}"
+                    f"source {src} returned no data for lead time {format_lead_times([lead])} (init times "
+                    f"{format_times(times)}); it returned lead times {format_lead_times(got_leads)}"
                 )
             da = da.isel(lead_time=int(lpos[0]))
         elif "lead_time" in da.dims:
@@ -345,12 +280,12 @@ class ConditioningFetcher:
             da = da.isel(lead_time=0)
         # Spatial dims.
         other = [d for d in da.dims if d not in ("time", "variable", "lead_time")]
-        lat_dim = next((d for d in _LAT_NAMES if d in other), None)
-        lon_dim = next((d for d in _LON_NAMES if d in other), None)
+        lat_dim = next((d for d in LAT_NAMES if d in other), None)
+        lon_dim = next((d for d in LON_NAMES if d in other), None)
         if lat_dim is not None and lon_dim is not None:
             spatial = (lat_dim, lon_dim)
         else:
-            spatial = next((pair for pair in _GRID_DIMS if all(d in other for d in pair)), None)
+            spatial = next((pair for pair in PROJECTED_DIM_PAIRS if all(d in other for d in pair)), None)
             if spatial is None:
                 raise ValueError(
                     f"source {src} returned spatial dims {other}; expected 1-D lat/lon (or "
@@ -370,7 +305,7 @@ class ConditioningFetcher:
         identity = (np.array_equal(tpos, np.arange(got_times.size))
                     and np.array_equal(vpos, np.arange(names.size)))
 
-        if spatial[0] in _LAT_NAMES:
+        if spatial[0] in LAT_NAMES:
             try:
                 lat = np.asarray(da[spatial[0]].values, dtype=np.float64)
                 lon = np.asarray(da[spatial[1]].values, dtype=np.float64)
@@ -411,9 +346,9 @@ class ConditioningFetcher:
         variables = [v for v, b in zip(self.variables, bad.any(0)) if b]
         rows = np.flatnonzero(bad.any(1))
         if lead is None:
-            where = f"valid times {_fmt_times(times[rows])}"
+            where = f"valid times {format_times(times[rows])}"
         else:
-            where = f"init times {_fmt_times(times[rows])} (lead time {_fmt_leads([lead])})"
+            where = f"init times {format_times(times[rows])} (lead time {format_lead_times([lead])})"
         raise ValueError(
             f"conditioning contains NaN or infinite values in variables {variables} at {where}; the source "
             "has gaps there: fill them or use a complete source"

@@ -18,14 +18,13 @@ earth2studio.
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stormcast_plugin.data.conditioning import _to_datetime64
 from stormcast_plugin.io.dataset_store import DatasetStore
+from stormcast_plugin.utils.time import as_times, format_time, format_times
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import xarray as xr
@@ -33,55 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = ["StoreConditioningSource", "StoreStateSource"]
 
 _MAX_LISTED = 8
-
-
-def _fmt_times(values: np.ndarray) -> str:
-    """A short printable list of times (at most ``_MAX_LISTED`` of them)."""
-    values = np.asarray(values, dtype="datetime64[ns]")
-    items = [str(np.datetime_as_string(v, unit="h")) for v in values[:_MAX_LISTED]]
-    more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
-    return "[" + ", ".join(items) + "]" + more
-
-
-
-def as_times(value: Any, what: str = "time") -> np.ndarray:
-    """Normalise ``value`` to a 1-D ``datetime64[ns]`` array.
-
-    Parameters
-    ----------
-    value : datetime, np.datetime64, str or a sequence/array of them
-        The times (timezone-aware datetimes are converted to UTC).
-    what : str
-        Name used in error messages.
-
-    Returns
-    -------
-    np.ndarray
-        ``datetime64[ns]`` times, in the order given.
-
-    Raises
-    ------
-    ValueError
-        If ``value`` is empty, holds NaT or something that is not a time.
-    """
-    try:
-        if isinstance(value, np.ndarray) and value.dtype.kind == "M":
-            out = value.astype("datetime64[ns]").ravel()
-        elif isinstance(value, (datetime, np.datetime64, str)) or hasattr(value, "to_datetime64"):
-            out = np.array([_to_datetime64(value)], dtype="datetime64[ns]")
-        else:
-            out = np.array([_to_datetime64(v) for v in np.asarray(value, dtype=object).ravel()],
-                           dtype="datetime64[ns]")
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{what} {value!r} is not a time or a sequence of times; pass datetime, np.datetime64 "
-            "or an array of datetime64"
-        ) from None
-    if out.size == 0:
-        raise ValueError(f"{what} is empty; pass at least one time")
-    if np.isnat(out).any():
-        raise ValueError(f"{what} contains NaT ({_fmt_times(out)}); pass valid times")
-    return out
 
 
 def _as_names(value: Any) -> list[str]:
@@ -119,8 +69,8 @@ class _StoreSource:
 
     def __repr__(self) -> str:
         s = self.store
-        return (f"{type(self).__name__}({str(s.path)!r}, {len(s)} hours {_fmt_times(s.times[:1])[1:-1]} .. "
-                f"{_fmt_times(s.times[-1:])[1:-1]}, {len(self.variables)} variables)")
+        return (f"{type(self).__name__}({str(s.path)!r}, {len(s)} hours {format_time(s.times[0])} .. "
+                f"{format_time(s.times[-1])}, {len(self.variables)} variables)")
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -146,13 +96,13 @@ class _StoreSource:
         """Requested times and their indices in the store, checked to be readable."""
         name = type(self).__name__
         s = self.store
-        want = as_times(time)
+        want = as_times(time, "time")
         idx = np.searchsorted(s.times, want)
         found = (idx < len(s.times)) & (s.times[np.minimum(idx, len(s.times) - 1)] == want)
         if not found.all():
             raise ValueError(
-                f"{name}: dataset {s.path} has no hours {_fmt_times(want[~found])}; it covers "
-                f"{_fmt_times(s.times[:1])[1:-1]} .. {_fmt_times(s.times[-1:])[1:-1]} hourly "
+                f"{name}: dataset {s.path} has no hours {format_times(want[~found])}; it covers "
+                f"{format_time(s.times[0])} .. {format_time(s.times[-1])} hourly "
                 f"({len(s.times)} hours). Request times in that range on whole hours"
             )
         # Read only the flags of the hours requested (one small chunk each).
@@ -160,13 +110,13 @@ class _StoreSource:
         missing = np.asarray(self._array("missing").get_orthogonal_selection((idx,)), dtype=bool)
         if (~written).any():
             raise ValueError(
-                f"{name}: hours {_fmt_times(want[~written])} of dataset {s.path} are not written yet; "
+                f"{name}: hours {format_times(want[~written])} of dataset {s.path} are not written yet; "
                 "finish preparing the dataset (`stormcast data prepare` resumes where it stopped) or "
                 "request written hours"
             )
         if missing.any():
             raise ValueError(
-                f"{name}: hours {_fmt_times(want[missing])} of dataset {s.path} are recorded missing "
+                f"{name}: hours {format_times(want[missing])} of dataset {s.path} are recorded missing "
                 "(the sources could not provide them when it was prepared); request other hours"
             )
         return want, idx

@@ -36,6 +36,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from stormcast_plugin.utils.time import as_time, as_times, epoch_hours, format_time, format_times
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "DatasetStore", "StoreError"]
 
 FORMAT = "stormcast-dataset"
@@ -48,12 +50,12 @@ class StoreError(ValueError):
 
 
 def _hours(times: Iterable[Any]) -> np.ndarray:
-    t = np.asarray([np.datetime64(v, "ns") for v in np.atleast_1d(np.asarray(times))], dtype="datetime64[ns]")
-    h = t.astype("datetime64[h]")
-    if (h.astype("datetime64[ns]") != t).any():
-        bad = t[h.astype("datetime64[ns]") != t][:3]
-        raise StoreError(f"times must fall on whole hours; got {[str(b) for b in bad]}")
-    return (h - _EPOCH).astype(np.int64)
+    """Whole hours since 1970-01-01T00 (int64) of the store's times."""
+    try:
+        t = as_times(times, "times", whole_hours=True)
+    except ValueError as err:
+        raise StoreError(str(err)) from None
+    return np.round(epoch_hours(t)).astype(np.int64)
 
 
 def _names(values: Sequence[str], what: str) -> np.ndarray:
@@ -121,8 +123,6 @@ class DatasetStore:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
             shutil.rmtree(path)
         hours = _hours(times)
-        if len(hours) == 0:
-            raise StoreError("times are empty; give at least one hour")
         if (np.diff(hours) <= 0).any():
             raise StoreError("times must be sorted and unique")
         state_names = _names(state_variables, "state variable")
@@ -261,20 +261,21 @@ class DatasetStore:
         return len(self.times)
 
     def __repr__(self) -> str:
-        return (f"DatasetStore({str(self.path)!r}, {len(self)} hours {self.times[0]}..{self.times[-1]}, "
+        return (f"DatasetStore({str(self.path)!r}, {len(self)} hours {format_time(self.times[0])}..{format_time(self.times[-1])}, "
                 f"{len(self.state_variables)} state / {len(self.conditioning_variables)} conditioning variables, "
                 f"grid {self.grid.shape}, {int(self.written.sum())} written, {int(self.missing.sum())} missing)")
 
     # ------------------------------------------------------------------ lookup
     def index_of(self, times: Any) -> np.ndarray:
-        """Indices of ``times``; unknown times raise StoreError naming them."""
-        want = np.atleast_1d(np.asarray(times, dtype="datetime64[ns]"))
+        """Indices of ``times`` (see :func:`~stormcast_plugin.utils.time.as_times`); unknown times
+        raise StoreError naming them."""
+        want = as_times(times, "times")
         idx = np.searchsorted(self.times, want)
         ok = (idx < len(self.times)) & (self.times[np.minimum(idx, len(self.times) - 1)] == want)
         if not ok.all():
             raise StoreError(
-                f"dataset {self.path} has no hours {[str(t) for t in want[~ok][:5]]}; it covers "
-                f"{self.times[0]} .. {self.times[-1]}"
+                f"dataset {self.path} has no hours {format_times(want[~ok])}; it covers "
+                f"{format_time(self.times[0])} .. {format_time(self.times[-1])}"
             )
         return idx
 
@@ -354,7 +355,7 @@ class DatasetStore:
         state = np.asarray(state, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         if state.shape != s_shape or conditioning.shape != c_shape:
-            raise StoreError(f"hour {self.times[index]}: state {state.shape} / conditioning {conditioning.shape} "
+            raise StoreError(f"hour {format_time(self.times[index])}: state {state.shape} / conditioning {conditioning.shape} "
                              f"do not match the store's {s_shape} / {c_shape}")
         self.group["state"][int(index)] = state
         self.group["conditioning"][int(index)] = conditioning
@@ -388,7 +389,8 @@ class DatasetStore:
         for k, v in stats.items():
             self.group[k][...] = v
         if period is not None:
-            self.group.attrs["statistics_period"] = [str(np.datetime64(p, "h")) for p in period]
+            self.group.attrs["statistics_period"] = [format_time(as_time(p, "statistics period bound"))
+                                                     for p in period]
 
     def set_attrs(self, **attrs: Any) -> None:
         self._writable()
@@ -431,10 +433,10 @@ class DatasetStore:
         hours = np.asarray(self.group["time"][:], dtype=np.int64)
         if (np.diff(hours) == 0).any():
             dup = self.times[1:][np.diff(hours) == 0][:5]
-            raise StoreError(f"dataset {self.path} has duplicated times {[str(t) for t in dup]}")
+            raise StoreError(f"dataset {self.path} has duplicated times {format_times(dup)}")
         if (np.diff(hours) < 0).any():
             at = self.times[1:][np.diff(hours) < 0][:5]
-            raise StoreError(f"dataset {self.path} has unsorted times (going back at {[str(t) for t in at]})")
+            raise StoreError(f"dataset {self.path} has unsorted times (going back at {format_times(at)})")
         for want, have, what in ((state_variables, self.state_variables, "state"),
                                  (conditioning_variables, self.conditioning_variables, "conditioning")):
             if want is not None:
@@ -456,7 +458,7 @@ class DatasetStore:
                     block = np.asarray(self.group[name][int(i)])
                     bad = ~np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
                     if bad.any():
-                        raise StoreError(f"dataset {self.path}: {name} at {self.times[i]} has NaN or infinite "
+                        raise StoreError(f"dataset {self.path}: {name} at {format_time(self.times[i])} has NaN or infinite "
                                          f"values in {[n for n, b in zip(names, bad) if b][:10]}")
         return self
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stormcast_plugin.utils.local_time import LOCAL_TIME_CHANNELS, local_time_channels
-from stormcast_plugin.data.store_sources import as_times
+from stormcast_plugin.utils.time import as_time
 from stormcast_plugin.io.dataset_store import DatasetStore, StoreError
 
 __all__ = ["MultiStoreDataset", "StormCastDataset", "normalize_invariants", "pooled_statistics"]
@@ -69,12 +69,7 @@ def _names_arg(value: Sequence[str] | None, default: Sequence[str], what: str) -
 
 
 def _bound(value: Any, what: str) -> np.datetime64 | None:
-    if value is None:
-        return None
-    times = as_times(value, what)
-    if times.size != 1:
-        raise ValueError(f"{what} must be a single time, got {times.size}")
-    return times[0]
+    return None if value is None else as_time(value, what, whole_hours=True)
 
 
 class StormCastDataset(torch.utils.data.Dataset):
@@ -187,7 +182,7 @@ class StormCastDataset(torch.utils.data.Dataset):
         normalize_invariants: bool = False,
         local_time: bool = False,
     ) -> None:
-        from stormcast_plugin.utils.grid import get_regridder
+        from stormcast_plugin.utils.interpolation import get_regridder
 
         if isinstance(store, DatasetStore):
             opened = store
@@ -332,7 +327,7 @@ class StormCastDataset(torch.utils.data.Dataset):
 
     def _open(self) -> None:
         """Open the store in this process (again after a fork)."""
-        from stormcast_plugin.utils.grid import get_regridder
+        from stormcast_plugin.utils.interpolation import get_regridder
 
         pid = os.getpid()
         if self._pid == pid and self._store is not None:

@@ -76,7 +76,7 @@ def training_data(config: Config) -> dict[str, Any]:
 
 def _has_hours(store: Any, period: Period) -> bool:
     """Whether ``store`` has two or more hours in ``[start, end)`` (read as the dataset reads them)."""
-    from stormcast_plugin.data.store_sources import as_times
+    from stormcast_plugin.utils.time import as_times
 
     times = store.times
     keep = np.ones(times.shape, bool)

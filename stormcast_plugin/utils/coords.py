@@ -4,9 +4,13 @@ The one home of the dimension-name tables (projected and geographic spatial
 dimensions, ensemble dimensions) and of :func:`match_values`, which finds a
 grid's coordinates inside another's: cropping a larger source to a model
 grid, aligning a truth with a forecast and preparing a dataset all use it.
+:func:`finite_coordinates` and :func:`wrap_longitude` check and normalise
+coordinate arrays given by callers.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +21,9 @@ __all__ = [
     "LON_NAMES",
     "PROJECTED_DIM_PAIRS",
     "SPATIAL_DIM_PAIRS",
+    "finite_coordinates",
     "match_values",
+    "wrap_longitude",
 ]
 
 PROJECTED_DIM_PAIRS: tuple[tuple[str, str], ...] = (("hrrr_y", "hrrr_x"), ("y", "x"))
@@ -76,3 +82,47 @@ def match_values(have: np.ndarray, want: np.ndarray, tol: float, period: float |
     if (dist > tol).any():
         return None
     return order[pick]
+
+
+def finite_coordinates(name: str, value: Any, ndim: int | None = None) -> np.ndarray:
+    """``value`` as a float64 array, checked to be finite (and of rank ``ndim``).
+
+    Parameters
+    ----------
+    name
+        The argument's name, used in error messages.
+    value
+        Coordinate values (array-like).
+    ndim
+        Required number of dimensions, if any.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 values (a view of ``value`` when it already is float64).
+
+    Raises
+    ------
+    ValueError
+        If the values are not numeric, have another rank, or are not all finite.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, got {type(value).__name__}; pass an array of floats") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} has shape {arr.shape}; expected a {ndim}-D array")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr.ravel()))
+        raise ValueError(
+            f"{name} contains {bad.size} non-finite values (first at flat index {int(bad[0])}); "
+            "pass finite coordinates"
+        )
+    return arr
+
+
+def wrap_longitude(lon: np.ndarray) -> np.ndarray:
+    """Longitudes (degrees east, any convention) in [0, 360)."""
+    out = np.mod(lon, 360.0)
+    # np.mod of a tiny negative value rounds to exactly 360
+    return np.where(out >= 360.0, out - 360.0, out)

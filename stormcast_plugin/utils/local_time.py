@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from stormcast_plugin.utils.time import as_times, epoch_hours
+
 __all__ = ["LOCAL_TIME_CHANNELS", "local_time_channels"]
 
 LOCAL_TIME_CHANNELS = ("cos_local_time", "sin_local_time")
 """Names of the two channels, in network order."""
-
-_EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
-
 
 def local_time_channels(times: Any, lon: Any) -> np.ndarray:
     """The local-time channels of ``times`` at longitudes ``lon``.
@@ -30,7 +29,7 @@ def local_time_channels(times: Any, lon: Any) -> np.ndarray:
     Parameters
     ----------
     times : datetime-like or array of them
-        UTC times (``numpy.datetime64``, ``datetime`` or ISO strings).
+        UTC times (anything :func:`~stormcast_plugin.utils.time.as_times` reads).
     lon : array_like
         Longitudes in degrees east (any range), shape ``S`` (for example the
         2-D ``[H, W]`` longitudes of a model grid).
@@ -40,14 +39,12 @@ def local_time_channels(times: Any, lon: Any) -> np.ndarray:
     numpy.ndarray
         float32 ``[T, 2, *S]``: cos and sin of :math:`2\\pi\\,\\mathrm{LST}/24`.
     """
-    t = np.atleast_1d(np.asarray(times, dtype="datetime64[ns]"))
-    if t.ndim != 1:
-        raise ValueError(f"times must be a scalar or a 1-D array, got shape {t.shape}")
-    if np.isnat(t).any():
-        raise ValueError("times contain NaT; give every input time")
+    if np.ndim(times) > 1:
+        raise ValueError(f"times must be a scalar or a 1-D array, got shape {np.shape(times)}")
+    t = as_times(times, "times")
     lon = np.asarray(lon, dtype=np.float64)
     if not np.isfinite(lon).all():
         raise ValueError("lon contains NaN or infinite values; give the grid's longitudes in degrees east")
-    utc_h = ((t - _EPOCH) / np.timedelta64(1, "h")) % 24.0
+    utc_h = epoch_hours(t) % 24.0
     angle = 2.0 * np.pi * (utc_h.reshape((-1,) + (1,) * lon.ndim) + lon / 15.0) / 24.0
     return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from stormcast_plugin.cli import app as cli
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import open_output, run_forecast
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast

@@ -117,7 +117,7 @@ def test_missing_variable_time_and_nan(data_source, grid):
 
     # The source raises for a time it lacks: the error names the time.
     f = ConditioningFetcher(src, ["t2m"], grid)
-    with pytest.raises(ValueError, match=r"2024-05-01T03:00:00"):
+    with pytest.raises(ValueError, match=r"2024-05-01T03"):
         f(TIMES[2], H1)
 
     # The source silently returns other times.
@@ -125,7 +125,7 @@ def test_missing_variable_time_and_nan(data_source, grid):
         def __call__(self, time, variable):
             return src(TIMES[:1], variable)
 
-    with pytest.raises(ValueError, match=r"no data for valid times \[2024-05-01T02:00:00\]"):
+    with pytest.raises(ValueError, match=r"no data for valid times \[2024-05-01T02\]"):
         ConditioningFetcher(WrongTimes(), ["t2m"], grid)(TIMES[1], H1)
 
     # A variable reported under the wrong name is not taken by position.
@@ -140,7 +140,7 @@ def test_missing_variable_time_and_nan(data_source, grid):
     da = src.da.copy()
     da.loc[dict(time=TIMES[1], variable="z500")] = np.nan
     nan_src = ArraySource(da)
-    with pytest.raises(ValueError, match=r"variables \['z500'\].*2024-05-01T01:00:00"):
+    with pytest.raises(ValueError, match=r"variables \['z500'\].*2024-05-01T01"):
         ConditioningFetcher(nan_src, ["t2m", "z500"], grid)(TIMES[:2], np.timedelta64(0, "h"))
     # NaN outside the requested variables or times is fine.
     ConditioningFetcher(nan_src, ["t2m"], grid)(TIMES[:2], np.timedelta64(0, "h"))
@@ -178,11 +178,11 @@ def test_forecast_source(grid):
     out = f(TIMES[[1, 0]], np.array([1, 0], dtype="timedelta64[h]"))
     expect = np.stack([_expected(coef[1, 1, cols], grid), _expected(coef[0, 0, cols], grid)])
     np.testing.assert_allclose(out.numpy(), expect, rtol=1e-5, atol=1e-3)
-    with pytest.raises(ValueError, match="2024-05-01T02:00:00"):
+    with pytest.raises(ValueError, match="2024-05-01T02"):
         f(TIMES[2], H1)
     nan = da.copy()
     nan.loc[dict(time=TIMES[1], lead_time=leads[1], variable="msl")] = np.nan
-    msg = r"\['msl'\] at init times \[2024-05-01T01:00:00\] \(lead time \[1h\]\)"
+    msg = r"\['msl'\] at init times \[2024-05-01T01\] \(lead time \[1h\]\)"
     with pytest.raises(ValueError, match=msg):
         ConditioningFetcher(ArrayForecastSource(nan), ["u10m", "msl"], grid)(TIMES[:2], H1)
     # Told explicitly that a lead_time-less callable is a forecast source.

@@ -1,9 +1,8 @@
 """Tests of ``stormcast data prepare``: offline stand-in sources, missing hours,
-resumability (including a SIGKILL fault test), Dask workers and streaming statistics."""
+resumability (including a SIGKILL fault test), Dask workers and the statistics written."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -17,14 +16,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stormcast_plugin.datagen.prepare import (
-    PrepareError,
-    RenameVariables,
-    RunningStats,
-    add_prepare_arguments,
-    prepare_dataset,
-    prepare_from_args,
-)
+from stormcast_plugin.datagen.prepare import prepare_dataset
+from stormcast_plugin.datagen.sources import PrepareError, RenameVariables
 from stormcast_plugin.io.dataset_store import DatasetStore, StoreError
 from stormcast_plugin.utils.grid import HRRR_X, HRRR_Y, ModelGrid
 
@@ -249,6 +242,12 @@ def test_configuration_errors_are_clear(tmp_path: Path) -> None:
         run(tmp_path / "c.zarr", 2, state=NoQ(), invariants=np.ones((2, *GRID.shape)))
     with pytest.raises(ValueError, match="after start"):
         run(tmp_path / "d.zarr", 0)
+    with pytest.raises(ValueError, match="retries must be a non-negative integer .* got -1"):
+        run(tmp_path / "e.zarr", 2, retries=-1)
+    with pytest.raises(ValueError, match="start 2022-06-01T00:30 is not on the hour"):
+        prepare_dataset(tmp_path / "f.zarr", "2022-06-01T00:30", hour(2), state_source=StateStandIn(),
+                        conditioning_source=CondStandIn(), grid=GRID, progress=False)
+    assert not (tmp_path / "e.zarr").exists() and not (tmp_path / "f.zarr").exists()
 
 
 def test_invariants_array_and_renamed_source(tmp_path: Path) -> None:
@@ -317,25 +316,8 @@ def test_dask_workers_match_sequential(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# Command line and earth2studio's Random
+# earth2studio's Random
 # --------------------------------------------------------------------------
-
-
-def test_prepare_from_args(tmp_path: Path) -> None:
-    parser = add_prepare_arguments(argparse.ArgumentParser())
-    out = tmp_path / "cli.zarr"
-    args = parser.parse_args([
-        "--out", str(out), "--start", "2022-06-01T00", "--end", "2022-06-01T03", "--domain", "300:316,600:624",
-        "--variables", "tiny", "--state-source", "tests.datagen.test_prepare:StateStandIn",
-        "--conditioning-source", "tests.datagen.test_prepare:CondStandIn", "--stats-end", "2022-06-01T02",
-        "--no-progress"])
-    assert prepare_from_args(args) == 0
-    store = DatasetStore.open(out)
-    assert store.written.all() and store.state_variables[-1] == "refc" and store.grid.shape == GRID.shape
-    assert store.attrs["statistics_period"] == ["2022-06-01T00", "2022-06-01T02"]
-    with pytest.raises(ValueError, match="--domain"):
-        prepare_from_args(parser.parse_args(["--out", str(out), "--start", "2022", "--end", "2023",
-                                             "--domain", "bad"]))
 
 
 def test_earth2studio_random_sources(tmp_path: Path) -> None:
@@ -348,49 +330,3 @@ def test_earth2studio_random_sources(tmp_path: Path) -> None:
     store = run(tmp_path / "r.zarr", 2, state=state, cond=cond)
     assert store.written.all() and not store.missing.any() and store.has_statistics
     np.testing.assert_allclose(store.statistics()["state_std"], 1.0, atol=0.2)
-
-
-# --------------------------------------------------------------------------
-# RunningStats
-# --------------------------------------------------------------------------
-
-
-def test_running_stats_large_offset_small_spread() -> None:
-    rng = np.random.default_rng(0)
-    data = (1.0e5 + 1.0e-2 * rng.standard_normal((40, 3, 16, 16))).astype(np.float32)
-    data[:, 1] += np.float32(500.0)
-    truth = data.astype(np.float64)
-    stats = RunningStats()
-    for k in range(0, 40, 7):  # uneven float32 chunks
-        stats.update(data[k:k + 7])
-    assert stats.count == 40 * 16 * 16
-    np.testing.assert_allclose(stats.mean, truth.mean(axis=(0, 2, 3)), rtol=1e-14)
-    np.testing.assert_allclose(stats.variance, truth.var(axis=(0, 2, 3)), rtol=1e-9)
-    np.testing.assert_allclose(stats.std, truth.std(axis=(0, 2, 3)), rtol=1e-9)
-    # the textbook sum-of-squares formula is far off here: the test has teeth
-    naive = (truth ** 2).mean(axis=(0, 2, 3)) - truth.mean(axis=(0, 2, 3)) ** 2
-    assert np.abs(naive / truth.var(axis=(0, 2, 3)) - 1).max() > 1e-6
-
-
-def test_running_stats_merge_and_errors() -> None:
-    rng = np.random.default_rng(1)
-    a = rng.normal(3.0, 2.0, (5, 4, 6)).astype(np.float32)
-    b = rng.normal(-1.0, 0.5, (9, 4, 6)).astype(np.float32)
-    left, right = RunningStats().update(a), RunningStats(4).update(b)
-    left.merge(right).merge(RunningStats())
-    both = np.concatenate([a, b]).astype(np.float64)
-    np.testing.assert_allclose(left.mean, both.mean(axis=(0, 2)), rtol=1e-13)
-    np.testing.assert_allclose(left.std, both.std(axis=(0, 2)), rtol=1e-12)
-    empty = RunningStats().merge(RunningStats(4).update(b))
-    np.testing.assert_allclose(empty.mean, b.astype(np.float64).mean(axis=(0, 2)), rtol=1e-13)
-    with pytest.raises(ValueError, match="no data"):
-        RunningStats().mean
-    with pytest.raises(ValueError, match="channels"):
-        left.update(np.zeros((2, 3, 6)))
-    with pytest.raises(ValueError, match="NaN"):
-        RunningStats().update(np.array([[1.0, np.nan]]))
-    with pytest.raises(ValueError, match="channel axis"):
-        RunningStats().update(np.zeros(3))
-    # channels last
-    last = RunningStats(axis=-1).update(np.moveaxis(a, 1, -1))
-    np.testing.assert_allclose(last.mean, a.astype(np.float64).mean(axis=(0, 2)), rtol=1e-13)

@@ -9,16 +9,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stormcast_plugin.io.dataset_store import DatasetStore
-from stormcast_plugin.datagen.synth import (
-    G,
-    RD,
-    SynthConfig,
-    SyntheticAtmosphere,
-    hrrr_crop,
-    level_height,
-    parse_grid,
-    synthesize,
-)
+from stormcast_plugin.datagen.synth import SynthConfig, SyntheticAtmosphere, level_height, synthesize
+from stormcast_plugin.datagen.synth.physics import G, RD
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.variables import CONDITIONING_VARIABLES, PRESSURE_HYBRID_LEVELS, STATE_VARIABLES
 
@@ -426,7 +418,7 @@ def test_conditioning_is_smooth_and_has_no_cells(small):
 
 def test_conditioning_matches_the_large_scale_state(small):
     """Regridded conditioning and the state agree where there are no cells."""
-    from stormcast_plugin.utils.grid import BilinearRegridder
+    from stormcast_plugin.utils.interpolation import BilinearRegridder
 
     atm, state, cond = small
     rg = BilinearRegridder(atm.cond_lat, atm.cond_lon, atm.grid.lat, atm.grid.lon)
@@ -458,16 +450,11 @@ def test_invariants(small):
 
 
 def test_grid_specs_and_custom_grid():
-    assert parse_grid("64x64") == (64, 64)
-    assert parse_grid(" 128X96 ") == (128, 96)
-    assert parse_grid((32, 48)) == (32, 48)
-    for bad in ("64", "64x", "ax3", "1x64"):
-        with pytest.raises(ValueError, match="grid size"):
-            parse_grid(bad)
-    g = hrrr_crop((64, 80))
-    assert g.native_window == (529 - 32, 529 + 32, 899 - 40, 899 + 40)
+    assert SynthConfig(grid=(64, 80)).grid.native_window == (529 - 32, 529 + 32, 899 - 40, 899 + 40)
     with pytest.raises(ValueError, match="does not fit"):
-        hrrr_crop((2000, 64))
+        SynthConfig(grid=(2000, 64))
+    with pytest.raises(ValueError, match=r"ModelGrid or an \(H, W\) pair, got '64x64'; .* pass \(64, 64\)"):
+        SynthConfig(grid="64x64")
     lat, lon = np.meshgrid(np.linspace(35.0, 36.0, 12), np.linspace(260.0, 261.5, 16), indexing="ij")
     grid = ModelGrid.from_arrays(np.arange(12) * 1e4, np.arange(16) * 1e4, lat, lon)
     atm = SyntheticAtmosphere(SynthConfig(grid=grid, preset="tiny", seed=1))

@@ -11,7 +11,7 @@ import torch
 xr = pytest.importorskip("xarray")
 
 from stormcast_plugin.cli import app as cli  # noqa: E402
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource  # noqa: E402
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource  # noqa: E402
 from stormcast_plugin.models.px.stormcast import StormCast  # noqa: E402
 from stormcast_plugin.testing import random_package  # noqa: E402
 from stormcast_plugin.run import open_output, run_forecast  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import fetch_state
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.local_time import LOCAL_TIME_CHANNELS, local_time_channels
@@ -86,7 +86,7 @@ def test_step_feeds_the_local_time_of_the_valid_time(package):
     src = DemoConditioningSource(package)
     valid = t0 + np.timedelta64(5, "h")
     da = src([valid.astype("datetime64[s]").item()], list(package.conditioning_variables))
-    from stormcast_plugin.utils.grid import BilinearRegridder
+    from stormcast_plugin.utils.interpolation import BilinearRegridder
 
     rg = BilinearRegridder(da["lat"].values, da["lon"].values, package.grid.lat, package.grid.lon)
     mean = torch.as_tensor(package.state_mean)[:, None, None]

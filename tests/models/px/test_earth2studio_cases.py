@@ -15,7 +15,7 @@ import xarray as xr
 
 from stormcast_plugin.models.px.stormcast import StormCast
 from stormcast_plugin.run import fetch_state
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource  # moves to stormcast_plugin.testing
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource  # noqa: E402
 from stormcast_plugin.testing import random_package
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.utils.variables import INVARIANTS, PRESETS

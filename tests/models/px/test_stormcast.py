@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stormcast_plugin.demo import DemoConditioningSource, DemoStateSource
+from stormcast_plugin.testing import DemoConditioningSource, DemoStateSource
 from stormcast_plugin.run import fetch_state
 from stormcast_plugin.utils.grid import ModelGrid
 from stormcast_plugin.models.px.stormcast import StormCast
@@ -160,7 +160,7 @@ def test_step_equals_hand_computed_normalised_regression(package, initial):
     cstd = torch.as_tensor(package.conditioning_std)[:, None, None]
     src = DemoConditioningSource(package)
     da = src([T0.astype("datetime64[s]").item()], list(package.conditioning_variables))
-    from stormcast_plugin.utils.grid import BilinearRegridder
+    from stormcast_plugin.utils.interpolation import BilinearRegridder
 
     rg = BilinearRegridder(da["lat"].values, da["lon"].values, package.grid.lat, package.grid.lon)
     cond = (rg(torch.as_tensor(da.values[0])) - cmean) / cstd
