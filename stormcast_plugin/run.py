@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stormcast_plugin.io.forecast_store import add_forecast_arrays, close_output, open_output, set_attributes
+from stormcast_plugin.io.replace import FORECAST_MARKER
 
 # open_output lives in io.forecast_store; it is named here too, beside the runner that fills its stores.
 __all__ = ["fetch_state", "open_output", "run_forecast"]
@@ -143,6 +144,7 @@ def run_forecast(
     io.add_array(spatial, "lat", data=torch.as_tensor(np.asarray(model.lat, dtype=np.float32)))
     io.add_array(spatial, "lon", data=torch.as_tensor(np.asarray(model.lon, dtype=np.float32)))
     base_attrs = {
+        FORECAST_MARKER: 1,
         "model": str(model.package_info.get("name", "stormcast")),
         "model_description": str(model.package_info.get("description", "")),
         "seed": int(seed),

@@ -4,6 +4,12 @@ Subcommands::
 
     stormcast forecast   run a forecast (embedded offline default unless --package)
     stormcast plot       draw maps and animations of a forecast store
+    stormcast score      score a forecast against a truth store
+    stormcast train      train a model (regression, then diffusion)
+    stormcast export     write a trained run as a model package
+    stormcast data       synthesise or prepare a dataset store
+
+Each subcommand's arguments live in its own module of this package.
 
 Heavy libraries load only inside the subcommand that needs them, so
 ``stormcast --help`` answers at once.
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
@@ -26,31 +31,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    f = sub.add_parser(
-        "forecast",
-        help="run a forecast",
-        description="Run a StormCast forecast and write it to zarr or netCDF. Without --package "
-        "the embedded offline default runs (a demonstration model on a synthetic case).",
-    )
-    f.add_argument("--start", default="2024-05-01T00", help="initial time, ISO 8601 (default %(default)s)")
-    f.add_argument("--hours", type=int, default=12, help="forecast length in hours (default %(default)s)")
-    f.add_argument("--members", type=int, default=1, help="ensemble members (default %(default)s)")
-    f.add_argument("--out", default="forecast.zarr", help="output store, .zarr or .nc (default %(default)s)")
-    f.add_argument("--format", choices=["zarr", "netcdf"], help="output format (default: from --out suffix)")
-    f.add_argument("--package", help="model package: a folder, hf://org/repo[@rev], or 'official' "
-                   "(nvidia/stormcast-v1-era5-hrrr); default: the embedded demo")
-    f.add_argument("--state-source", default=None,
-                   help="initial state: 'demo' (default with the demo model) or 'hrrr' (earth2studio HRRR)")
-    f.add_argument("--conditioning-source", default=None,
-                   help="conditioning: 'demo', 'arco' (ERA5, default for packages), 'cds', 'gfs', 'wb2'")
-    f.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    f.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
-    f.add_argument("--sampler-steps", type=int, help="diffusion sampler steps (default: the package's)")
-    f.add_argument("--batch-size", type=int, help="members stepped together (default: all)")
-    f.add_argument("--regression-only", action="store_true", help="deterministic mean forecast, no diffusion")
-    f.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    f.add_argument("--plot", metavar="VARS", help="also draw these variables (comma-separated) next to the output")
-    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from stormcast_plugin.cli.forecast import add_forecast_arguments
+
+    add_forecast_arguments(sub.add_parser(
+        "forecast", help="run a forecast",
+        description="Run a StormCast forecast and write it to zarr or netCDF. Without --package the embedded "
+        "offline default runs (a demonstration model on a synthetic case)."))
 
     from stormcast_plugin.cli.plot import add_plot_arguments
 
@@ -77,99 +63,10 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _conditioning_source(name: str, package):
-    import earth2studio.data as e2d
-
-    sources = {"arco": "ARCO", "cds": "CDS", "gfs": "GFS_FX", "wb2": "WB2ERA5"}
-    if name not in sources:
-        raise SystemExit(f"error: unknown conditioning source {name!r}; choose demo, {', '.join(sources)}")
-    return getattr(e2d, sources[name])()
-
-
-def _state_source(name: str, package):
-    if name == "hrrr":
-        from earth2studio.data import HRRR
-
-        from stormcast_plugin.data.crop import CropToGrid
-
-        return CropToGrid(HRRR(), package.grid)
-    raise SystemExit(f"error: unknown state source {name!r}; choose demo or hrrr")
-
-
 def _forecast(args: argparse.Namespace) -> int:
-    import numpy as np
+    from stormcast_plugin.cli.forecast import forecast_from_args
 
-    from stormcast_plugin.run import open_output, run_forecast
-
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        print(f"error: {out} already exists; choose another --out or pass --overwrite", file=sys.stderr)
-        return 2
-    try:
-        start = np.datetime64(args.start, "h")
-    except ValueError:
-        print(f"error: --start {args.start!r} is not an ISO 8601 time such as 2024-05-01T00", file=sys.stderr)
-        return 2
-
-    from stormcast_plugin.models.px.stormcast import StormCast
-    from stormcast_plugin.package import DEFAULT_REPO, DEFAULT_REVISION, load_package
-
-    workdir = None
-    if args.package is None:
-        import tempfile
-
-        from stormcast_plugin.demo import demo_package
-
-        package = demo_package()
-        default_sources = "demo"
-        print(f"Running the embedded default: {package.info.get('description', '')}", file=sys.stderr)
-        workdir = tempfile.TemporaryDirectory(prefix="stormcast-demo-")
-    else:
-        source = f"hf://{DEFAULT_REPO}@{DEFAULT_REVISION}" if args.package == "official" else args.package
-        package = load_package(source)
-        default_sources = None
-    state_name = args.state_source or default_sources or "hrrr"
-    cond_name = args.conditioning_source or default_sources or "arco"
-    demo_state = demo_cond = None
-    if "demo" in (state_name, cond_name):
-        import tempfile
-
-        from stormcast_plugin.datagen.demo_case import demo_sources
-
-        workdir = workdir or tempfile.TemporaryDirectory(prefix="stormcast-demo-")
-        demo_state, demo_cond, _ = demo_sources(start, args.hours, workdir.name)
-    model = StormCast(
-        package,
-        demo_cond if cond_name == "demo" else _conditioning_source(cond_name, package),
-        seed=args.seed,
-        sampler_steps=args.sampler_steps,
-        regression_only=args.regression_only,
-    ).to(_device(args.device))
-    io = open_output(out, fmt=args.format, overwrite=args.overwrite)
-    run_forecast(
-        model,
-        demo_state if state_name == "demo" else _state_source(state_name, package),
-        start,
-        args.hours,
-        io,
-        members=args.members,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-        attrs={"state_source": state_name, "conditioning_source": cond_name},
-    )
-    print(f"wrote {out} ({args.members} member(s), {args.hours} h)", file=sys.stderr)
-    if args.plot:
-        return _plot(argparse.Namespace(forecast=str(out), variables=args.plot, out=None, member=0,
-                                        time_index=0, no_gif=False))
-    return 0
+    return forecast_from_args(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -202,20 +99,41 @@ def _score(args: argparse.Namespace) -> int:
     return int(score_from_args(args) or 0)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler's time-out, kill) unwinds like Ctrl-C, so partial
+    # outputs and temporary folders are cleaned up on the way out.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stormcast`` command."""
+    """Entry point of the ``stormcast`` command.
+
+    Returns 0 on success, 2 for a bad input (one line on stderr naming the
+    value and the fix), 1 for a run that failed midway, 130 when interrupted.
+    """
+    import signal
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data,
+               "score": _score}
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data,
-                   "score": _score}
         return handler[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: an output being replaced keeps its previous contents", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,10 +87,16 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def synth_from_args(args: argparse.Namespace) -> int:
     """Run ``stormcast data synth`` from parsed arguments (see :func:`add_synth_arguments`)."""
     from stormcast_plugin.datagen.synth import synthesize
+    from stormcast_plugin.io.replace import DATASET, replacing
 
-    store = synthesize(args.out, args.start, args.hours, grid=parse_grid(args.grid), preset=args.preset, seed=args.seed,
-                       terrain_seed=args.terrain_seed, overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"wrote {store}", file=sys.stderr)
+    grid = parse_grid(args.grid)
+    if args.hours < 1:
+        raise ValueError(f"--hours {args.hours} must be at least 1")
+    # written beside --out and swapped in when complete: a failed or killed run keeps the old store
+    with replacing(args.out, [DATASET], overwrite=args.overwrite) as tmp:
+        synthesize(tmp, args.start, args.hours, grid=grid, preset=args.preset, seed=args.seed,
+                   terrain_seed=args.terrain_seed, progress=not args.no_progress)
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -190,13 +196,15 @@ def _sources(args: argparse.Namespace, grid: ModelGrid) -> tuple[Any, Any, Any]:
 def prepare_from_args(args: argparse.Namespace) -> int:
     """Run ``stormcast data prepare`` from parsed arguments (see :func:`add_prepare_arguments`).
 
+    Without ``--overwrite`` an existing dataset store is resumed in place;
+    with it the store is rebuilt beside the old one, which is replaced only
+    when the new one is complete.
+
     Returns
     -------
     int
         The exit status (0).
     """
-    from stormcast_plugin.datagen.prepare import prepare_dataset
-
     if args.variables not in PRESETS:
         raise ValueError(f"--variables {args.variables!r} is unknown; choose one of {sorted(PRESETS)}")
     grid = _parse_domain(args.domain)
@@ -207,6 +215,20 @@ def prepare_from_args(args: argparse.Namespace) -> int:
     stats = None
     if args.stats_start or args.stats_end:
         stats = (args.stats_start or args.start, args.stats_end or args.end)
+    if args.overwrite:  # rebuild from scratch beside the old store; without it, resume in place
+        from stormcast_plugin.io.replace import DATASET, replacing
+
+        with replacing(args.out, [DATASET], overwrite=True) as tmp:
+            return _prepare(args, tmp, grid, state, cond, inv_source, invariants, stats)
+    from stormcast_plugin.io.replace import DATASET, check_replaceable
+
+    check_replaceable(args.out, [DATASET], overwrite=True)  # never the current folder or a foreign folder
+    return _prepare(args, args.out, grid, state, cond, inv_source, invariants, stats)
+
+
+def _prepare(args: argparse.Namespace, out, grid, state, cond, inv_source, invariants, stats) -> int:
+    from stormcast_plugin.datagen.prepare import prepare_dataset
+
     client = None
     if args.scheduler:
         from distributed import Client
@@ -214,17 +236,17 @@ def prepare_from_args(args: argparse.Namespace) -> int:
         client = Client(args.scheduler)
     try:
         store = prepare_dataset(
-            args.out, args.start, args.end, state_source=state, conditioning_source=cond, grid=grid,
+            out, args.start, args.end, state_source=state, conditioning_source=cond, grid=grid,
             state_variables=PRESETS[args.variables]["state"],
             conditioning_variables=PRESETS[args.variables]["conditioning"],
             invariants=invariants, invariant_source=inv_source, stats_period=stats, client=client,
             workers=args.workers, retries=args.retries, retry_missing=args.retry_missing,
-            overwrite=args.overwrite, progress=not args.no_progress,
+            progress=not args.no_progress,
         )
     finally:
         if client is not None:
             client.close()
-    print(f"wrote {store}", file=sys.stderr)
+    print(f"wrote {args.out}", file=sys.stderr)
     if store.missing.any():
         print(f"{int(store.missing.sum())} hours missing (reasons in the store's missing_reasons attribute)",
               file=sys.stderr)

@@ -71,8 +71,10 @@ def train_from_args(args: argparse.Namespace) -> int:
 
 def export_from_args(args: argparse.Namespace) -> int:
     """Run ``stormcast export``; returns the exit status."""
+    from stormcast_plugin.io.replace import PACKAGE, check_replaceable
     from stormcast_plugin.train.run import export_run, push_to_hub
 
+    check_replaceable(args.out, [PACKAGE], overwrite=args.overwrite, reading=[args.run_dir])
     out = export_run(args.run_dir, args.out, overwrite=args.overwrite, use_ema=not args.no_ema,
                      name=args.name, description=args.description)
     print(f"wrote package {out}", file=sys.stderr)

@@ -26,7 +26,7 @@ DEMO_TRUTH_SEED = 101
 
 
 def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_TRUTH_SEED,
-                 terrain_seed: int = DEMO_TERRAIN_SEED
+                 terrain_seed: int = DEMO_TERRAIN_SEED, progress: bool = False
                  ) -> tuple[StoreStateSource, StoreConditioningSource, DatasetStore]:
     """State and conditioning sources for a demo forecast from ``start``.
 
@@ -44,6 +44,8 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
         Folder of the case's dataset store (``demo_case.zarr``, replaced).
     seed, terrain_seed : int
         Weather and terrain seeds of the synthetic atmosphere.
+    progress : bool
+        Show a progress bar while the case is synthesised.
 
     Returns
     -------
@@ -57,5 +59,5 @@ def demo_sources(start: Any, hours: int, workdir: str | Path, seed: int = DEMO_T
     """
     first = as_time(start, "start", whole_hours=True) - np.timedelta64(1, "h")
     store = synthesize(Path(workdir) / "demo_case.zarr", first, int(hours) + 2, grid=demo_grid(), preset="tiny",
-                       seed=seed, terrain_seed=terrain_seed, overwrite=True, progress=False)
+                       seed=seed, terrain_seed=terrain_seed, overwrite=True, progress=progress)
     return StoreStateSource(store), StoreConditioningSource(store), store

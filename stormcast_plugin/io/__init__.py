@@ -1,4 +1,5 @@
-"""Files: the dataset store format (:mod:`.dataset_store`) and forecast stores (:mod:`.forecast_store`)."""
+"""Files: the dataset store format (:mod:`.dataset_store`), forecast stores
+(:mod:`.forecast_store`) and safe replacement of outputs (:mod:`.replace`)."""
 
 from stormcast_plugin.io.dataset_store import FORMAT, FORMAT_VERSION, DatasetStore, StoreError
 from stormcast_plugin.io.forecast_store import (
@@ -15,6 +16,7 @@ from stormcast_plugin.io.forecast_store import (
     open_store,
     set_attributes,
 )
+from stormcast_plugin.io.replace import OutputError, check_replaceable, output_kind, replacing
 
 __all__ = [
     "FORMAT",
@@ -23,8 +25,10 @@ __all__ = [
     "DatasetStore",
     "ForecastStoreError",
     "PartialForecastWarning",
+    "OutputError",
     "StoreError",
     "add_forecast_arrays",
+    "check_replaceable",
     "close_output",
     "completed_lead_hours",
     "lead_hours",
@@ -32,5 +36,7 @@ __all__ = [
     "open_forecast",
     "open_output",
     "open_store",
+    "output_kind",
+    "replacing",
     "set_attributes",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from stormcast_plugin.io.replace import DATASET, check_replaceable
 from stormcast_plugin.utils.time import as_time, as_times, epoch_hours, format_time, format_times
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DatasetStore", "StoreError"]
@@ -119,8 +120,7 @@ class DatasetStore:
 
         path = Path(path)
         if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+            check_replaceable(path, [DATASET], overwrite=overwrite)  # only a dataset store this package wrote
             shutil.rmtree(path)
         hours = _hours(times)
         if (np.diff(hours) <= 0).any():

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from stormcast_plugin.io.replace import FORECAST, check_replaceable
+
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
@@ -89,7 +91,8 @@ def open_output(path: str | Path, *, fmt: str | None = None, overwrite: bool = F
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is not set.
+        If ``path`` exists and ``overwrite`` is not set, or it is not a
+        forecast store this package wrote (:func:`stormcast_plugin.io.replace.check_replaceable`).
     ValueError
         For an unknown ``fmt``.
     """
@@ -98,10 +101,7 @@ def open_output(path: str | Path, *, fmt: str | None = None, overwrite: bool = F
     if fmt not in ("zarr", "netcdf"):
         raise ValueError(f"output format {fmt!r} is not known; use 'zarr' or 'netcdf'")
     if path.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; choose another --out or pass --overwrite to replace it"
-            )
+        check_replaceable(path, [FORECAST], overwrite=overwrite)  # only a forecast store this package wrote
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "zarr":

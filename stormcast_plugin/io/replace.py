@@ -26,7 +26,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["FORECAST", "DATASET", "PACKAGE", "OutputError", "check_replaceable", "output_kind", "replacing"]
@@ -134,6 +134,9 @@ def check_replaceable(path: str | os.PathLike, kinds: Iterable[str], *, overwrit
     """
     kinds = tuple(kinds)
     out = Path(path).expanduser().resolve()
+    why = _protected(out)
+    if why is not None:
+        raise OutputError(f"refusing to write {out}: {why}; name a new file or folder for --out")
     for src in reading:
         if src is None or "://" in str(src):
             continue
@@ -141,13 +144,11 @@ def check_replaceable(path: str | os.PathLike, kinds: Iterable[str], *, overwrit
         if out == src or src in out.parents or out in src.parents:
             raise OutputError(f"--out {path} is (or holds, or lies inside) the input {src} this run reads; "
                               "write to another path")
-    why = _protected(out)
-    if why is not None:
-        raise OutputError(f"refusing to write {out}: {why}; name a new file or folder for --out")
     if not out.exists() and not out.is_symlink():
         return out
     if not overwrite:
-        raise OutputError(f"{out} already exists; choose another --out or pass --overwrite to replace it")
+        raise OutputError(f"{out} already exists; choose another --out or pass --overwrite (overwrite=True in "
+                          "Python) to replace it")
     kind = output_kind(out)
     if kind not in kinds:
         what = f"a {kind}" if kind else "not something stormcast wrote (no forecast, dataset or package marker)"
@@ -203,16 +204,18 @@ def _lock(out: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, kinds: Iterable[str], *, overwrite: bool,
-              reading: Iterable[str | os.PathLike] = (), keep_partial: bool = False) -> Iterator[Path]:
+              reading: Iterable[str | os.PathLike] = (),
+              keep_partial: bool | Callable[[Path], bool] = False) -> Iterator[Path]:
     """Write an output beside ``path`` and swap it in when complete.
 
     Checks ``path`` with :func:`check_replaceable`, takes the output's lock,
     and yields a fresh sibling path to write to. On success the new output
     replaces the old one (which is deleted only then). On an exception the
     old output is left untouched; the new one is deleted, except that with
-    ``keep_partial`` and no old output it is moved into place (a forecast
-    interrupted after some hours keeps them, marked as partial by the
-    writer).
+    ``keep_partial`` (True, or a function of the new output's path that
+    says whether it holds anything worth keeping) and no old output it is
+    moved into place: a forecast interrupted after some hours keeps them,
+    marked as partial by the writer.
 
     Yields
     ------
@@ -234,7 +237,8 @@ def replacing(path: str | os.PathLike, kinds: Iterable[str], *, overwrite: bool,
         try:
             yield tmp
         except BaseException:
-            if keep_partial and not out.exists() and tmp.exists():
+            keep = keep_partial(tmp) if callable(keep_partial) and tmp.exists() else keep_partial
+            if keep and not out.exists() and tmp.exists():
                 os.replace(tmp, out)
             else:
                 _remove(tmp)

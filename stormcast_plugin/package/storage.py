@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from stormcast_plugin.io.replace import PACKAGE, check_replaceable
 from stormcast_plugin.package.spec import PackageFormatError, PackageNotFoundError
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -126,12 +127,8 @@ class AtomicDir:
 
     def __init__(self, out_dir: str | os.PathLike, overwrite: bool) -> None:
         self.out_dir = Path(out_dir).expanduser().absolute()
-        if self.out_dir.exists() and not overwrite:
-            raise FileExistsError(
-                f"{self.out_dir} already exists; pass overwrite=True to replace it or choose another folder"
-            )
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise FileExistsError(f"{self.out_dir} exists and is not a folder; remove it or choose another path")
+        # only a package this package wrote is ever replaced; never the current folder or its parents
+        check_replaceable(self.out_dir, [PACKAGE], overwrite=overwrite)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self._fresh("tmp")
         self.tmp.mkdir(mode=0o700)

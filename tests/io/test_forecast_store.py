@@ -32,7 +32,7 @@ def write(path, hours_written, completed=None):
     io = fs.open_output(path)
     c = coords()
     fs.add_forecast_arrays(io, c, ["t2m"])
-    fs.set_attributes(io, {"completed_lead_hours": -1, "seed": 1})
+    fs.set_attributes(io, {"stormcast_forecast": 1, "completed_lead_hours": -1, "seed": 1})
     for h in range(hours_written):
         out = OrderedDict(c)
         out["lead_time"] = c["lead_time"][h:h + 1]
