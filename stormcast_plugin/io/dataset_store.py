@@ -289,17 +289,35 @@ class DatasetStore:
 
     # ------------------------------------------------------------------- read
     def _read(self, name: str, index: Any, channels: list[int] | None) -> np.ndarray:
+        """Hours ``index`` of array ``name``; a damaged hour raises StoreError naming it."""
         a = self.group[name]
         if isinstance(index, (int, np.integer)):
-            data = a[int(index)][None]
+            idx = np.array([int(index)])
         elif isinstance(index, slice):
-            data = a[index]
+            idx = np.arange(len(self.times))[index]
         else:
             idx = np.asarray(index, dtype=np.int64)
-            data = np.stack([a[int(i)] for i in idx]) if len(idx) else np.empty((0,) + a.shape[1:], a.dtype)
+        rows = []
+        for i in idx:
+            try:
+                rows.append(np.asarray(a[int(i)]))
+            except Exception as err:  # noqa: BLE001 - any codec or metadata failure of one chunk
+                raise StoreError(f"dataset {self.path}: array {name!r} at {format_time(self.times[int(i)])} cannot "
+                                 f"be read ({type(err).__name__}: {err}); the store is damaged: rewrite that hour "
+                                 "(`stormcast data prepare` resumes) or restore the store") from None
+        data = np.stack(rows) if rows else np.empty((0,) + a.shape[1:], a.dtype)
+        if name in ("state", "conditioning") and len(idx):
+            # a written hour whose chunk is gone reads as the NaN fill value: report it, never return it
+            empty = np.isnan(data.reshape(len(idx), -1)).all(axis=1)
+            if empty.any():  # the flags are read only then
+                empty &= self.written[idx] & ~self.missing[idx]
+            if empty.any():
+                raise StoreError(f"dataset {self.path}: {name} of {format_times(self.times[idx[empty]])} is marked "
+                                 "written but its data is missing (a lost or deleted chunk); rewrite those hours "
+                                 "(`stormcast data prepare` resumes) or restore the store")
         if channels is not None:
             data = data[:, channels]
-        return np.asarray(data)
+        return data
 
     def read_state(self, index: Any, variables: Sequence[str] | None = None) -> np.ndarray:
         """State ``[n, C, H, W]`` at time index/indices/slice ``index``."""

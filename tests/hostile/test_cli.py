@@ -188,3 +188,25 @@ def test_a_start_outside_the_source_archive_names_its_range(tmp_path, capsys):
     line = _error_line(capsys)
     assert "state source" in line and "2018" in line  # the archive's first date
     assert _listing(tmp_path) == []
+
+
+# ------------------------------------------------------------ damaged stores
+def test_a_dataset_store_names_a_lost_or_damaged_chunk(tmp_path):
+    from stormcast_plugin.io import DatasetStore, StoreError
+
+    out = tmp_path / "d.zarr"
+    assert cli.main(["data", "synth", "--out", str(out), "--hours", "3", "--grid", "8x8", "--preset", "tiny",
+                     "--no-progress"]) == 0
+    store = DatasetStore.open(out)
+    assert store.written.all()
+    chunks = sorted(p for p in (out / "state").rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr")))
+    assert chunks, "no chunk files found"
+    assert len(chunks) == len(store.times)  # one chunk per hour
+    victim = chunks[0]
+    victim.unlink()
+    with pytest.raises(StoreError, match="marked written but its data is missing"):
+        DatasetStore.open(out).read_state(slice(None))
+    other = next(p for p in chunks if p != victim)
+    other.write_bytes(b"\x00garbage")
+    with pytest.raises(StoreError, match=r"array 'state' at .* cannot be read"):
+        DatasetStore.open(out).read_state(slice(None))
