@@ -75,7 +75,6 @@ def _block_axis(a0: np.ndarray, n: int, periodic: bool) -> tuple[int, int]:
     return start, int(((a0 - start) % n).max()) + 2
 
 
-
 class BilinearRegridder:
     """Bilinear interpolation from a regular lat/lon grid to 2-D target points.
 
