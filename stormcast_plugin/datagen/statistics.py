@@ -29,14 +29,12 @@ class RunningStats:
     Parameters
     ----------
     channels : int, optional
-        Number of channels; taken from the first batch when omitted.
+        Number of channels (positive); taken from the first batch when omitted.
     axis : int
         Channel axis of the batches given to :meth:`update` (1 for ``[n, C, ...]``).
     """
 
     def __init__(self, channels: int | None = None, axis: int = 1) -> None:
-        if channels is not None and (int(channels) != channels or channels < 1):
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.axis = int(axis)
         self.channels = None if channels is None else int(channels)
         self._n = 0
@@ -109,14 +107,10 @@ class RunningStats:
         Raises
         ------
         ValueError
-            If the batch has fewer than 2 dims, a different channel count, or
-            NaN / infinite values (naming the channels).
+            If the batch has a different channel count, or NaN / infinite
+            values (naming the channels).
         """
         x = np.asarray(batch)
-        if x.ndim < 2:
-            raise ValueError(f"batch has shape {x.shape}; expected [n, C, ...] with a channel axis {self.axis}")
-        if x.dtype.kind not in "fiub":
-            raise ValueError(f"batch has dtype {x.dtype}; expected a real numeric array")
         x = np.moveaxis(x, self.axis, 0)
         c = int(x.shape[0])
         self._check_channels(c, "batch")
@@ -150,10 +144,8 @@ class RunningStats:
         Raises
         ------
         ValueError
-            If ``other`` is not a RunningStats or has a different channel count.
+            If ``other`` has a different channel count.
         """
-        if not isinstance(other, RunningStats):
-            raise ValueError(f"can only merge a RunningStats, got {type(other).__name__}")
         if other._n == 0:
             return self
         self._check_channels(int(other.channels), "the other RunningStats")

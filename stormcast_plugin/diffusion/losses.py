@@ -7,7 +7,9 @@ and the loss weight :math:`\\lambda(\\sigma) = 1/c_\\text{out}^2`, which makes t
 effective training target of ``F`` unit-variance at every noise level.
 
 These are pure functions of tensors; which network inputs they see is
-:class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets`' business.
+:class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets`' business,
+and their settings (``P_mean``, ``P_std``, ``sigma_data``) are checked where
+the training configuration is loaded.
 
 References
 ----------
@@ -18,7 +20,6 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import torch
@@ -34,24 +35,6 @@ __all__ = [
     "edm_loss",
     "regression_loss",
 ]
-
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def _check_sigma_data(sigma_data: float) -> float:
-    sigma_data = float(sigma_data)
-    if not (math.isfinite(sigma_data) and sigma_data > 0.0):
-        raise ValueError(
-            f"sigma_data must be positive and finite, got {sigma_data}; "
-            "use the data standard deviation (0.5 for normalised data)."
-        )
-    return sigma_data
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
-
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
@@ -80,8 +63,19 @@ def edm_precondition_coefficients(
     -------
     c_skip, c_out, c_in, c_noise : Tensor
         Each with the shape and dtype of ``sigma``.
+
+    Raises
+    ------
+    ValueError
+        If ``sigma_data`` is not positive and finite (a denoiser's
+        ``sigma_data`` buffer comes from its checkpoint).
     """
-    sigma_data = _check_sigma_data(sigma_data)
+    sigma_data = float(sigma_data)
+    if not (math.isfinite(sigma_data) and sigma_data > 0.0):
+        raise ValueError(
+            f"sigma_data must be positive and finite, got {sigma_data}; "
+            "use the data standard deviation (0.5 for normalised data)."
+        )
     sigma = torch.as_tensor(sigma)
     if not sigma.is_floating_point():
         sigma = sigma.to(torch.get_default_dtype())
@@ -109,7 +103,7 @@ def sample_training_sigma(
     batch : int
         Number of noise levels ``B`` (>= 1).
     P_mean, P_std : float, default -1.2 and 1.2
-        Mean and standard deviation of :math:`\ln\sigma`.
+        Mean and (non-negative) standard deviation of :math:`\ln\sigma`.
     generator : torch.Generator or sequence of B generators, optional
         Random source: one generator draws the batch at once; one per sample
         draws each sample's level from its own (global RNG when ``None``).
@@ -123,12 +117,6 @@ def sample_training_sigma(
     Tensor
         Shape ``[B]``, positive.
     """
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}; pass the batch size.")
-    if not (math.isfinite(P_std) and P_std >= 0.0):
-        raise ValueError(f"P_std must be >= 0 and finite, got {P_std}; the EDM default is 1.2.")
-    if not math.isfinite(P_mean):
-        raise ValueError(f"P_mean must be finite, got {P_mean}; the EDM default is -1.2.")
     n = randn_per_sample((batch,), generator, dtype=dtype)
     return (P_mean + P_std * n).exp().to(device)
 
@@ -141,14 +129,14 @@ def edm_loss_weight(sigma: Tensor, sigma_data: float = 0.5) -> Tensor:
     sigma : Tensor
         Noise levels (any shape, positive).
     sigma_data : float, default 0.5
-        Standard deviation of the data.
+        Standard deviation of the data (positive).
 
     Returns
     -------
     Tensor
         Weights with the shape of ``sigma``.
     """
-    sigma_data = _check_sigma_data(sigma_data)
+    sigma_data = float(sigma_data)
     sigma = torch.as_tensor(sigma)
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
@@ -174,7 +162,7 @@ def edm_loss(
     ----------
     denoise : callable
         ``denoise(x, sigma) -> D(x; sigma)`` with ``x`` of the shape of ``y`` and
-        ``sigma`` of shape ``[B]``.
+        ``sigma`` of shape ``[B]``; returns a tensor of the shape of ``x``.
     y : Tensor
         Clean targets ``[B, C, H, W]`` (any ``[B, ...]`` works).
     sigma : Tensor, optional
@@ -197,31 +185,15 @@ def edm_loss(
     -------
     Tensor
         Scalar, or a tensor of the shape of ``y`` for ``reduction='none'``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown reduction or mismatched ``sigma`` / ``noise`` / output
-        shapes.
     """
-    _check_reduction(reduction)
     batch = y.shape[0]
     if sigma is None:
         sigma = sample_training_sigma(batch, P_mean=P_mean, P_std=P_std, generator=generator, device=y.device,
                                       dtype=y.dtype)
     if noise is None:
         noise = randn_per_sample(tuple(y.shape), generator, dtype=y.dtype, device=y.device)
-    if sigma.shape != (batch,):
-        raise ValueError(f"sigma must have shape [B]=({batch},), got {tuple(sigma.shape)}; "
-                         "pass one noise level per sample.")
-    if noise.shape != y.shape:
-        raise ValueError(f"noise shape {tuple(noise.shape)} does not match y shape {tuple(y.shape)}; "
-                         "pass standard normal noise shaped like y.")
     sigma_b = sigma.reshape((batch,) + (1,) * (y.ndim - 1))
     D = denoise(y + noise * sigma_b, sigma)
-    if D.shape != y.shape:
-        raise ValueError(f"denoise returned shape {tuple(D.shape)} for targets of shape {tuple(y.shape)}; "
-                         "the denoiser must return D(x; sigma) with the shape of x.")
     return _reduce(edm_loss_weight(sigma_b, sigma_data) * (D - y) ** 2, reduction)
 
 
@@ -231,7 +203,8 @@ def regression_loss(pred: Tensor, target: Tensor, scale: Tensor | None = None, r
     Parameters
     ----------
     pred, target : Tensor
-        Prediction and target, identical shapes.
+        Prediction and target, identical shapes (the caller's networks and
+        dataset agree on them).
     scale : Tensor, optional
         Divides the error (broadcast against it, e.g. ``[1, C, 1, 1]``): the
         error in units of each channel's typical hourly change, so that all
@@ -243,18 +216,7 @@ def regression_loss(pred: Tensor, target: Tensor, scale: Tensor | None = None, r
     -------
     Tensor
         Scalar, or a tensor of the input shape for ``reduction='none'``.
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ or the reduction is unknown.
     """
-    _check_reduction(reduction)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"pred shape {tuple(pred.shape)} does not match target shape "
-            f"{tuple(target.shape)}; regression_loss needs identical shapes (no broadcasting)."
-        )
     if scale is None:
         return F.mse_loss(pred, target, reduction=reduction)
     return _reduce(((pred - target) / scale) ** 2, reduction)

@@ -35,7 +35,7 @@ from stormcast_plugin.scoring.figures import Collected, draw_all
 from stormcast_plugin.scoring.report import SPECTRAL_PREFIX, column_order, markdown_report, number_text
 from stormcast_plugin.scoring.truth import ScoreError, check_variables, forecast_field, truth_field, truth_source
 from stormcast_plugin.statistics import spatial_dims
-from stormcast_plugin.statistics.utils import check_windows, threshold_coord
+from stormcast_plugin.statistics.utils import band_edges, check_windows, threshold_coord
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -50,18 +50,9 @@ def _is_reflectivity(name: str, reflectivity: Sequence[str] | None) -> bool:
     return style_for(name)["units"] == "dBZ"
 
 
-def _check_bands(edges: Sequence[float]) -> list[float]:
-    values = [float(e) for e in np.ravel(edges)]
-    if not values or not all(np.isfinite(values)) or min(values) <= 0 or any(
-            b <= a for a, b in zip(values, values[1:])):
-        raise ScoreError(f"spectral band edges must be increasing positive wavelengths in km, e.g. 15,60; "
-                         f"got {values}")
-    return values
-
-
 def _score_variable(var: str, fda: "xr.DataArray", ens: str | None, tda: "xr.DataArray", *,
                     thresholds: np.ndarray, windows: np.ndarray, reflectivity: bool, seed: int,
-                    grid_spacing_km: float, bands_km: Sequence[float], collected: Collected,
+                    grid_spacing_km: float, bands_km: np.ndarray, collected: Collected,
                     stores: tuple[str, str]) -> list[dict[str, Any]]:
     style = style_for(var)
     scale, units = style["scale"], style["units"]
@@ -202,9 +193,10 @@ def score(
     import pandas as pd
     import xarray as xr
 
-    thr = threshold_coord(thresholds)
-    win = check_windows(windows)
-    bands = _check_bands(spectral_bands_km)
+    try:  # every setting is checked before any store is read
+        thr, win, bands = threshold_coord(thresholds), check_windows(windows), band_edges(spectral_bands_km)
+    except ValueError as err:
+        raise ScoreError(str(err)) from None
     fname = str(forecast) if not isinstance(forecast, xr.Dataset) else "(forecast dataset)"
     where = str(truth) if not isinstance(truth, xr.Dataset) else "dataset"
     fds, tds = open_forecast(forecast, name=fname), open_store(truth)

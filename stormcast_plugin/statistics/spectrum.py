@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from stormcast_plugin.statistics.utils import HRRR_SPACING_KM, align, as_dims, check_dims, safe_divide
+from stormcast_plugin.statistics.utils import (
+    HRRR_SPACING_KM,
+    align,
+    as_dims,
+    band_edges,
+    check_dims,
+    safe_divide,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -264,10 +271,7 @@ def spectral_band_ratio(forecast: "xr.DataArray", truth: "xr.DataArray", dims: A
     """
     import xarray as xr
 
-    e = np.asarray(edges_km, dtype=np.float64).ravel()
-    if e.size == 0 or not np.all(e > 0) or not np.all(np.diff(e) > 0) or not np.isfinite(e).all():
-        raise ValueError(f"spectral band edges must be increasing positive wavelengths in km, e.g. 15,60; "
-                         f"got {list(np.ravel(edges_km))}")
+    e = band_edges(edges_km)
     lows = np.concatenate([[0.0], e])
     highs = np.concatenate([e, [np.inf]])
     pf, pt = _mean_spectra(forecast, truth, dims, mean_dims, grid_spacing_km, taper)

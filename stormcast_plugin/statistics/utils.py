@@ -198,6 +198,15 @@ def threshold_coord(thresholds: Any) -> np.ndarray:
     return thr
 
 
+def band_edges(edges_km: Any) -> np.ndarray:
+    """Wavelength band edges in km as a float array; a ValueError unless positive and increasing."""
+    e = np.asarray(edges_km, dtype=np.float64).ravel()
+    if e.size == 0 or not np.isfinite(e).all() or not np.all(e > 0) or not np.all(np.diff(e) > 0):
+        raise ValueError(f"spectral band edges must be increasing positive wavelengths in km, e.g. 15,60; "
+                         f"got {list(np.ravel(edges_km))}")
+    return e
+
+
 def check_windows(windows: Any) -> np.ndarray:
     """FSS neighbourhood sizes as an int array; a ValueError unless odd and positive."""
     w = np.atleast_1d(np.asarray(windows))

@@ -71,9 +71,10 @@ def _parse_window(value: Window, size: int, axis: str, grid: str) -> tuple[int, 
         )
     try:
         start_i, stop_i = int(start), int(stop)
+        integral = start_i == start and stop_i == stop
     except (TypeError, ValueError):
-        raise ValueError(f"{axis} crop {value!r} has non-integer bounds; pass integers") from None
-    if start_i != start or stop_i != stop:
+        integral = False
+    if not integral:
         raise ValueError(f"{axis} crop {value!r} has non-integer bounds; pass integers")
     if not 0 <= start_i < stop_i <= size:
         raise ValueError(
@@ -155,24 +156,10 @@ class ModelGrid:
         if (np.abs(lat) > 90.0).any():
             raise ValueError(f"lat spans [{lat.min()}, {lat.max()}]; expected latitudes within [-90, 90]")
         lon = np.array(wrap_longitude(lon), dtype=np.float64)
-        if not isinstance(self.projection, Mapping):
-            raise ValueError(
-                f"projection must be a dict of CF attributes, got {type(self.projection).__name__}"
-            )
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
-        window = self.native_window
-        if window is not None:
-            window = tuple(int(v) for v in window)
-            ok = len(window) == 4
-            if ok:
-                r0, r1, c0, c1 = window
-                ok = 0 <= r0 < r1 <= HRRR_NY and 0 <= c0 < c1 <= HRRR_NX and (r1 - r0, c1 - c0) == shape
-            if not ok:
-                raise ValueError(
-                    f"native_window {window} does not describe a {shape} crop of the "
-                    f"{HRRR_NY} x {HRRR_NX} HRRR grid; leave it None for a custom grid"
-                )
+        # native_window is only set by hrrr(), from ranges it has checked.
+        window = None if self.native_window is None else tuple(int(v) for v in self.native_window)
         for arr in (y, x, lat, lon):
             arr.setflags(write=False)
         object.__setattr__(self, "y", y)

@@ -75,9 +75,6 @@ def _block_axis(a0: np.ndarray, n: int, periodic: bool) -> tuple[int, int]:
     return start, int(((a0 - start) % n).max()) + 2
 
 
-_METHODS = ("grid_sample", "gather")
-
-
 class BilinearRegridder:
     """Bilinear interpolation from a regular lat/lon grid to 2-D target points.
 
@@ -95,7 +92,8 @@ class BilinearRegridder:
         (-180..180 or 0..360). If they span the globe, interpolation wraps
         across the seam between the last and the first column.
     tgt_lat, tgt_lon : np.ndarray
-        ``[H, W]`` target latitudes and longitudes (any longitude convention).
+        ``[H, W]`` finite target latitudes and longitudes (any longitude
+        convention), such as a :class:`ModelGrid`'s.
     method : {"grid_sample", "gather"}, optional
         How the weights are applied. ``"grid_sample"`` (default) runs one fused
         :func:`torch.nn.functional.grid_sample` over the block of source points
@@ -126,8 +124,8 @@ class BilinearRegridder:
     Raises
     ------
     ValueError
-        If the grids are malformed, ``method`` is unknown, or a target point
-        lies outside the source.
+        If the source axes are malformed, or a target point lies outside the
+        source.
     """
 
     def __init__(
@@ -140,16 +138,12 @@ class BilinearRegridder:
     ) -> None:
         import torch
 
-        if method not in _METHODS:
-            raise ValueError(f"method {method!r} is unknown; expected one of {_METHODS}")
+        # The source axes come from a data source and are checked here; the
+        # target is a ModelGrid's (validated) latitudes and longitudes.
         lat = _check_axis("src_lat", src_lat)
         lon = _check_axis("src_lon", src_lon)
-        tlat = finite_coordinates("tgt_lat", tgt_lat, 2)
-        tlon = finite_coordinates("tgt_lon", tgt_lon, 2)
-        if tlat.shape != tlon.shape:
-            raise ValueError(
-                f"tgt_lat has shape {tlat.shape} but tgt_lon has shape {tlon.shape}; pass matching 2-D arrays"
-            )
+        tlat = np.asarray(tgt_lat, dtype=np.float64)
+        tlon = np.asarray(tgt_lon, dtype=np.float64)
         self.src_shape = (int(lat.size), int(lon.size))
         self.tgt_shape = (int(tlat.shape[0]), int(tlat.shape[1]))
         self.method = method
@@ -267,21 +261,6 @@ class BilinearRegridder:
             self._cache[key] = t
         return t
 
-    def _check_data(self, data: Any) -> None:
-        import torch
-
-        if isinstance(data, np.ndarray):
-            if data.dtype.kind not in "fiub":
-                raise ValueError(f"data has dtype {data.dtype}; expected a numeric array")
-        elif not isinstance(data, torch.Tensor):
-            raise ValueError(f"data must be a torch.Tensor or numpy array, got {type(data).__name__}")
-        if data.ndim < 2 or tuple(data.shape[-2:]) != self.src_shape:
-            raise ValueError(
-                f"data has shape {tuple(data.shape)}; expected "
-                f"[..., {self.src_shape[0]}, {self.src_shape[1]}] "
-                "(the source grid the regridder was built for)"
-            )
-
     def compact(self, data: "torch.Tensor | np.ndarray") -> "torch.Tensor":
         """The source points the interpolation reads: ``[..., nlat, nlon] -> [..., *block_shape]``.
 
@@ -291,14 +270,14 @@ class BilinearRegridder:
         regridder's device; a tensor is indexed where it lives, keeps its dtype
         and is then moved to the regridder's device.
 
-        Raises
-        ------
-        ValueError
-            If ``data`` is not an array or its last two dims are not ``src_shape``.
+        Parameters
+        ----------
+        data : torch.Tensor or np.ndarray
+            ``[..., nlat, nlon]`` numeric fields on the source grid the
+            regridder was built for.
         """
         import torch
 
-        self._check_data(data)
         gather = self.method == "gather"
         if isinstance(data, np.ndarray):
             if gather:
@@ -366,26 +345,7 @@ class BilinearRegridder:
 
         Floating dtypes are kept (float16/bfloat16 are computed in float32),
         integer blocks give float32.
-
-        Raises
-        ------
-        ValueError
-            If ``block`` is not a tensor ending in ``block_shape``.
         """
-        import torch
-
-        bs = self.block_shape
-        nb = len(bs)
-        if not isinstance(block, torch.Tensor) or block.ndim < nb or tuple(block.shape[-nb:]) != bs:
-            shape = tuple(block.shape) if hasattr(block, "shape") else type(block).__name__
-            raise ValueError(
-                f"block has shape {shape}; expected a tensor [..., {', '.join(map(str, bs))}] "
-                "made by compact()"
-            )
-        return self._apply(block)
-
-    def _apply(self, block: "torch.Tensor") -> "torch.Tensor":
-        """:meth:`apply_compact` of a block known to come from :meth:`compact`."""
         import torch
         import torch.nn.functional as F
 
@@ -425,14 +385,8 @@ class BilinearRegridder:
             ``[..., H, W]`` on the regridder's device. A floating tensor keeps
             its dtype (float16/bfloat16 are computed in float32); integer
             tensors and every NumPy array (float64 included) give float32.
-
-        Raises
-        ------
-        ValueError
-            If ``data`` is not an array or its last two dims are not
-            ``src_shape``.
         """
-        return self._apply(self.compact(data))
+        return self.apply_compact(self.compact(data))
 
 
 # --------------------------------------------------------------------------
@@ -485,14 +439,10 @@ def get_regridder(
     Raises
     ------
     ValueError
-        If ``grid`` is not a ModelGrid or the regridder cannot be built.
+        If the regridder cannot be built (see :class:`BilinearRegridder`).
     """
     import torch
 
-    if not isinstance(grid, ModelGrid):
-        raise ValueError(
-            f"grid must be a ModelGrid, got {type(grid).__name__}; build one with ModelGrid.hrrr()"
-        )
     dev = torch.device("cpu" if device is None else device)
     key = (_hash_source(src_lat, src_lon), grid.fingerprint(), str(dev), method)
     with _CACHE_LOCK:

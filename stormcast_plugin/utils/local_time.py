@@ -28,23 +28,19 @@ def local_time_channels(times: Any, lon: Any) -> np.ndarray:
 
     Parameters
     ----------
-    times : datetime-like or array of them
+    times : datetime-like or 1-D array of them
         UTC times (anything :func:`~stormcast_plugin.utils.time.as_times` reads).
     lon : array_like
-        Longitudes in degrees east (any range), shape ``S`` (for example the
-        2-D ``[H, W]`` longitudes of a model grid).
+        Finite longitudes in degrees east (any range), shape ``S`` (for
+        example the 2-D ``[H, W]`` longitudes of a model grid).
 
     Returns
     -------
     numpy.ndarray
         float32 ``[T, 2, *S]``: cos and sin of :math:`2\\pi\\,\\mathrm{LST}/24`.
     """
-    if np.ndim(times) > 1:
-        raise ValueError(f"times must be a scalar or a 1-D array, got shape {np.shape(times)}")
     t = as_times(times, "times")
     lon = np.asarray(lon, dtype=np.float64)
-    if not np.isfinite(lon).all():
-        raise ValueError("lon contains NaN or infinite values; give the grid's longitudes in degrees east")
     utc_h = epoch_hours(t) % 24.0
     angle = 2.0 * np.pi * (utc_h.reshape((-1,) + (1,) * lon.ndim) + lon / 15.0) / 24.0
     return np.stack([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)

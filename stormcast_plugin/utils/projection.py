@@ -141,22 +141,14 @@ def lcc_to_latlon(
     Raises
     ------
     ValueError
-        If the coordinates are not finite, not 1-D with ``meshgrid=True``, or
-        the projection is not a valid Lambert conformal conic.
+        If the coordinates are not finite, not 1-D with ``meshgrid=True``, do
+        not broadcast together with ``meshgrid=False``, or the projection is
+        not a valid Lambert conformal conic.
     """
     _, inverse = _transformers(_cf_key(projection))
     ya = finite_coordinates("y", y, 1 if meshgrid else None)
     xa = finite_coordinates("x", x, 1 if meshgrid else None)
-    if meshgrid:
-        ya, xa = np.meshgrid(ya, xa, indexing="ij")
-    else:
-        try:
-            ya, xa = np.broadcast_arrays(ya, xa)
-        except ValueError:
-            raise ValueError(
-                f"y of shape {ya.shape} and x of shape {xa.shape} do not broadcast; pass "
-                "matching point arrays or use meshgrid=True with 1-D axes"
-            ) from None
+    ya, xa = np.meshgrid(ya, xa, indexing="ij") if meshgrid else np.broadcast_arrays(ya, xa)
     lon, lat = inverse.transform(xa, ya)
     return np.asarray(lat, dtype=np.float64), wrap_longitude(np.asarray(lon, dtype=np.float64))
 

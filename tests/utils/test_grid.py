@@ -61,6 +61,9 @@ def test_hrrr_crops_and_errors():
         ModelGrid.hrrr(slice(0, 10, 2), (0, 10))
     with pytest.raises(ValueError, match="slice"):
         ModelGrid.hrrr(5, (0, 10))
+    for bad in ((0.5, 10), ("a", 10)):
+        with pytest.raises(ValueError, match=r"rows crop .* has non-integer bounds"):
+            ModelGrid.hrrr(bad, (0, 10))
 
 
 def test_crop_composes():

@@ -121,14 +121,6 @@ def test_regridder_io_and_dtypes(method):
     np.testing.assert_array_equal(ok, [[True, False, True], [True, True, True]])
     out_nan = r(nan_data)
     assert torch.isnan(out_nan[0, 1]).any() and torch.isfinite(out_nan[1, 2]).all()
-    with pytest.raises(ValueError, match="made by compact"):
-        r.apply_compact(torch.zeros(3, 5))
-    with pytest.raises(ValueError, match="unknown"):
-        BilinearRegridder(lat, lon, tlat, tlon, method="nearest")
-    with pytest.raises(ValueError, match=r"expected \[\.\.\., 37, 72\]"):
-        r(np.zeros((3, 36, 72)))
-    with pytest.raises(ValueError, match="torch.Tensor or numpy"):
-        r([[1.0]])
 
 
 def test_get_regridder_caches():
@@ -143,6 +135,4 @@ def test_get_regridder_caches():
     assert get_regridder(lat, lon, ModelGrid.hrrr((1, 17), (0, 16))) is not a
     assert get_regridder(lat, lon, g, method="gather") is not a and a.method == "grid_sample"
     assert a.device == torch.device("cpu") and a.to("cpu") is a
-    with pytest.raises(ValueError, match="ModelGrid"):
-        get_regridder(lat, lon, (g.lat, g.lon))
     clear_regridder_cache()

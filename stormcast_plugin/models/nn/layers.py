@@ -29,6 +29,15 @@ __all__ = [
 ]
 
 
+# Each mode: (variance numerator, uses fan_out, uniform draw).
+_INIT_MODES = {
+    "xavier_uniform": (6.0, True, True),
+    "xavier_normal": (2.0, True, False),
+    "kaiming_uniform": (3.0, False, True),
+    "kaiming_normal": (1.0, False, False),
+}
+
+
 def init_weight(
     shape: Sequence[int], fan_in: int, fan_out: int, mode: str = "xavier_uniform"
 ) -> Tensor:
@@ -42,20 +51,11 @@ def init_weight(
         Number of inputs and outputs feeding one unit.
     mode : str
         ``xavier_uniform``, ``xavier_normal``, ``kaiming_uniform`` or
-        ``kaiming_normal``.
+        ``kaiming_normal`` (a KeyError names any other).
     """
-    if mode == "xavier_uniform":
-        return math.sqrt(6.0 / (fan_in + fan_out)) * (torch.rand(*shape) * 2 - 1)
-    if mode == "xavier_normal":
-        return math.sqrt(2.0 / (fan_in + fan_out)) * torch.randn(*shape)
-    if mode == "kaiming_uniform":
-        return math.sqrt(3.0 / fan_in) * (torch.rand(*shape) * 2 - 1)
-    if mode == "kaiming_normal":
-        return math.sqrt(1.0 / fan_in) * torch.randn(*shape)
-    raise ValueError(
-        f"init mode {mode!r} is not known; use one of xavier_uniform, "
-        "xavier_normal, kaiming_uniform, kaiming_normal"
-    )
+    num, xavier, uniform = _INIT_MODES[mode]
+    scale = math.sqrt(num / (fan_in + fan_out if xavier else fan_in))
+    return scale * (torch.rand(*shape) * 2 - 1 if uniform else torch.randn(*shape))
 
 
 class Linear(nn.Module):
@@ -101,7 +101,7 @@ class Conv2d(nn.Module):
     bias : bool
         Whether the convolution has a bias.
     up, down : bool
-        Resample by 2 before the convolution.
+        Resample by 2 before the convolution (at most one of them).
     resample_filter : sequence of int
         1-D taps of the separable resampling filter.
     init_mode, init_scale : str, float
@@ -121,8 +121,6 @@ class Conv2d(nn.Module):
         init_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if up and down:
-            raise ValueError("Conv2d cannot both up- and down-sample; set only one of up/down")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.up = up
@@ -162,11 +160,10 @@ class Conv2d(nn.Module):
 
         ``extra_bias`` (``[out_channels]``) is added to the bias, and the
         output is multiplied by ``scale``, inside the convolution (through the
-        weights) instead of as separate passes over the output.
+        weights) instead of as separate passes over the output; both need a
+        kernel (a resampling-only Conv2d takes neither).
         """
         if self.weight is None:
-            if extra_bias is not None or scale != 1:
-                raise ValueError("extra_bias and scale need a convolution kernel; this Conv2d only resamples")
             return self._resample(x)
         w = self.weight.to(x.dtype)
         b = self.bias
@@ -275,15 +272,11 @@ class PositionalEmbedding(nn.Module):
 
 
 class UNetAttention(nn.Module):
-    """Multi-head self-attention over all pixels, added back to the input."""
+    """Multi-head self-attention over all pixels, added back to the input
+    (``num_heads`` divides ``channels``)."""
 
     def __init__(self, channels: int, num_heads: int = 1, eps: float = 1e-6) -> None:
         super().__init__()
-        if num_heads < 1 or channels % num_heads:
-            raise ValueError(
-                f"attention with {channels} channels cannot have {num_heads} heads; "
-                "use a head count that divides the channel count"
-            )
         self.num_heads = num_heads
         self.norm = GroupNorm(channels, eps=eps)
         self.qkv = Conv2d(channels, channels * 3, kernel=1, init_scale=math.sqrt(0.2))

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -72,9 +70,8 @@ class RegressionNet(nn.Module):
         return self.model.config
 
     def set_tendency_scale(self, scale: Tensor) -> None:
-        """Set the per-channel scale of a residual net's predicted change."""
-        if not self.residual:
-            raise ValueError("only a residual regression net (residual=True) has a tendency scale")
+        """Set the per-channel scale of a residual net's predicted change
+        (only a net built with ``residual=True`` has one)."""
         self.tendency_scale.copy_(_positive_scale(scale, self.config.out_channels, "tendency_scale")
                                   .to(self.tendency_scale.device))
 

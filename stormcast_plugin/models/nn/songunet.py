@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -225,13 +225,13 @@ class SongUNet(nn.Module):
         for key in [k for k in state_dict if k.startswith(prefix + "map_")]:
             del state_dict[key]
 
-    def embedding(self, noise_labels: Tensor, dtype: torch.dtype) -> Tensor:
+    def embedding(self, noise_labels: Tensor | None, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Conditioning vector for the noise labels: ``[B, emb_channels]``, or
         ``[1, emb_channels]`` when one vector serves the whole batch (the zero
         embedding, or a single noise label); the blocks then fold it into a
-        convolution bias."""
+        convolution bias. The zero embedding ignores ``noise_labels``."""
         if self.config.embedding_type == "zero":
-            return torch.zeros(1, self.emb_channels, dtype=dtype, device=noise_labels.device)
+            return torch.zeros(1, self.emb_channels, dtype=dtype, device=device)
         emb = self.map_noise(noise_labels.reshape(-1))
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
@@ -242,23 +242,21 @@ class SongUNet(nn.Module):
         Parameters
         ----------
         x : Tensor
-            ``[B, in_channels, H, W]``.
+            ``[B, in_channels, H, W]`` (the callers,
+            :class:`~stormcast_plugin.models.nn.stormcast_nets.StormCastNets`
+            and training, check the channels).
         noise_labels : Tensor, optional
             ``[B]`` (or ``[1]``) noise conditioning ``c_noise``; ignored, and
             may be None, for the zero embedding.
+
+        Raises
+        ------
+        ValueError
+            If the grid of ``x`` does not fit the network (:meth:`SongUNetConfig.check_grid`).
         """
         c = self.config
-        if x.ndim != 4 or x.shape[1] != c.in_channels:
-            raise ValueError(
-                f"input of shape {tuple(x.shape)} does not match the network: expected "
-                f"[batch, {c.in_channels}, H, W]"
-            )
         c.check_grid(tuple(x.shape[-2:]))
-        if noise_labels is None:
-            if c.embedding_type != "zero":
-                raise ValueError("this network is conditioned on the noise level: pass noise_labels")
-            noise_labels = torch.zeros(x.shape[0], device=x.device)
-        emb = self.embedding(noise_labels, x.dtype)
+        emb = self.embedding(noise_labels, x.dtype, x.device)
 
         skips = []
         for name, blk in self.enc.items():

@@ -170,8 +170,6 @@ def test_one_embedding_for_the_batch_folds_into_the_conv_bias(resample):
     for p, a, b in zip(params, ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert float(ga[[i for i, p in enumerate(params) if p is blk.affine.weight][0]].abs().max()) > 0
-    with pytest.raises(ValueError, match="extra_bias"):
-        Conv2d(2, 2, kernel=0, down=True)(x[:, :2], extra_bias=torch.zeros(2, dtype=torch.float64))
 
 
 def test_unet_block_loads_legacy_attention_names():
@@ -186,8 +184,3 @@ def test_unet_block_loads_legacy_attention_names():
     fresh = UNetBlock(8, 8, emb_channels=4, attention=True)
     fresh.load_state_dict(legacy, strict=True)
     torch.testing.assert_close(fresh.attn.qkv.weight, blk.attn.qkv.weight)
-
-
-def test_conv_rejects_up_and_down():
-    with pytest.raises(ValueError, match="up- and down"):
-        Conv2d(1, 1, 3, up=True, down=True)

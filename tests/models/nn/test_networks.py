@@ -50,12 +50,6 @@ def test_bad_grid_names_nearest_valid_sizes(tiny_config):
         tiny_config(img_resolution=(18, 24))
 
 
-def test_wrong_channel_count_is_named(tiny_config):
-    net = RegressionNet(tiny_config()).eval()
-    with pytest.raises(ValueError, match=r"expected \[batch, 5, H, W\]"):
-        net(torch.randn(1, 4, 16, 24))
-
-
 def test_spatial_embedding_fixes_grid(tiny_config):
     cfg = tiny_config(in_channels=7, out_channels=3, embedding_type="positional", additive_pos_embed=True)
     net = EDMPrecond(cfg).eval()
@@ -146,8 +140,6 @@ def test_residual_regression_adds_the_state(tiny_config):
     again.set_tendency_scale(scale)
     again.load_state_dict(plain.state_dict())
     assert torch.equal(again.tendency_scale, torch.ones(3))
-    with pytest.raises(ValueError, match="only a residual regression net"):
-        plain.set_tendency_scale(scale)
     with pytest.raises(ValueError, match="finite and positive"):
         net.set_tendency_scale(torch.tensor([1.0, -1.0, 1.0]))
 
