@@ -223,6 +223,15 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
             raise ValueError(f"bad sampler settings on the model ({err}); fix model.sampler_steps or "
                              "model.sampler_args") from None
 
+    def compile_denoiser(self, **options: Any) -> None:
+        """Compile the diffusion network in place with ``torch.compile(**options)``.
+
+        A step evaluates it ``2 * sampler_steps - 1`` times; the regression
+        network once. The first step (and each new batch size) compiles.
+        """
+        if self.nets.diffusion is not None:
+            self.nets.diffusion.compile(**options)
+
     # -------------------------------------------------------------- conditioning
     @property
     def conditioning_data_source(self) -> Any:
