@@ -5,7 +5,7 @@ the few collectives a forecast needs.
 ``LOCAL_RANK``), picks the device (``cuda:LOCAL_RANK`` where CUDA exists,
 the CPU otherwise) and joins the process group (NCCL on CUDA, gloo on the
 CPU). Without torchrun it returns the single process. Nothing here schedules
-work: a run gives each rank its share with :meth:`Ranks.shard` and meets the
+work: every rank of a run computes the same deal of the work and meets the
 others in :meth:`Ranks.broadcast`, :meth:`Ranks.barrier` and
 :meth:`Ranks.all_max`.
 """
@@ -78,10 +78,6 @@ class Ranks:
     def main(self) -> bool:
         """Rank 0: the one that creates stores, prints and reports progress."""
         return self.rank == 0
-
-    def shard(self, n: int) -> list[int]:
-        """This rank's share of ``n`` work units, dealt round-robin."""
-        return list(range(self.rank, n, self.world))
 
     def _tensor(self, values: Sequence[int]) -> torch.Tensor:
         # NCCL reduces device tensors; gloo host tensors.

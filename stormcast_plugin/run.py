@@ -2,8 +2,8 @@
 
 :func:`run_forecast` is what ``stormcast forecast`` and ``stormcast
 hindcast`` run. The work is cut into units, one per initial time and block
-of ``batch_size`` members, dealt round-robin over the ranks of a
-``torchrun`` job (one unit list, whatever the number of ranks). A unit
+of ``batch_size`` members, dealt over the ranks of a ``torchrun`` job by
+their member-hours still to compute (the same deal on every rank). A unit
 fetches its initial state, steps the model's ``create_iterator`` and writes
 each hour as soon as it exists, then flags it in the store's ``written``
 array (:mod:`stormcast_plugin.io.forecast_store`). Members are seeded by
@@ -115,6 +115,19 @@ class _Task:
 def _units(n_times: int, members: int, block: int) -> list[tuple[int, np.ndarray]]:
     """Every ``(time index, members)`` unit: initial times outer, blocks of members inner."""
     return [(t, np.arange(m, min(m + block, members))) for t in range(n_times) for m in range(0, members, block)]
+
+
+def _deal(loads: Sequence[int], world: int) -> list[list[int]]:
+    """Unit indices per rank: the largest unit first, each to the rank with the
+    least work so far (ties: the lower rank); each rank's units in order.
+    Every rank computes the same deal from the same loads."""
+    work, out = [0] * world, [[] for _ in range(world)]
+    for i in sorted(range(len(loads)), key=lambda i: (-loads[i], i)):
+        if loads[i]:
+            r = min(range(world), key=lambda r: (work[r], r))
+            out[r].append(i)
+            work[r] += loads[i]
+    return [sorted(o) for o in out]
 
 
 def _tasks(time_index: int, members: np.ndarray, written: np.ndarray, batch: int) -> list[_Task]:
@@ -412,7 +425,9 @@ def run_forecast(
     block = setup["block"]
     written = read_written(io) if resume else np.zeros((members, len(times), hours + 1), dtype=bool)
     units = _units(len(times), members, block)
-    mine = [task for i in ranks.shard(len(units)) for task in _tasks(*units[i], written, min(batch_size, block))]
+    loads = [int((~written[ens, t, 1:]).sum()) + int((~written[ens, t, 0]).any()) for t, ens in units]
+    mine = [task for i in _deal(loads, ranks.world)[ranks.rank]
+            for task in _tasks(*units[i], written, min(batch_size, block))]
     bar = tqdm(total=members * len(times) * hours, initial=int(written[..., 1:].sum()), unit="member-h",
                disable=not (progress and ranks.main), desc="hindcast" if len(times) > 1 else "forecast")
     runner = _Runner(model, state_source, io, times, hours, setup["seed"], written, min(batch_size, block), ranks,

@@ -78,8 +78,9 @@ def add_run_arguments(f: argparse.ArgumentParser, *, out: str) -> argparse.Argum
 
 def add_forecast_arguments(f: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the arguments of ``stormcast forecast`` to ``f``."""
-    f.add_argument("--start", default="2024-05-01T00", help="initial time, ISO 8601, on the hour "
-                   "(default %(default)s)")
+    # torchrun takes a bare --start for an abbreviation of its own --start-method: --start-time passes through
+    f.add_argument("--start", "--start-time", dest="start", default="2024-05-01T00", help="initial time, ISO 8601, "
+                   "on the hour (default %(default)s; write --start-time under torchrun)")
     return add_run_arguments(f, out="forecast.zarr")
 
 
@@ -180,6 +181,7 @@ def _adopt_partial(out: Path) -> Path | None:
         except PermissionError:
             continue
         os.replace(p, out)
+        shutil.rmtree(p.parent / f"{p.name}.case", ignore_errors=True)  # its demo case, if it had one
         return p
     return None
 

@@ -462,7 +462,8 @@ def open_forecast(source: Any, *, name: str | None = None) -> "xr.Dataset":
     if WRITTEN in ds.data_vars:
         keep = ds[WRITTEN].fillna(0).astype(bool)
         done = completed_from_written(keep.transpose(..., "lead_time").values)
-        missing_share = f"; {int((~keep).sum())} of {keep.size} member-hours" if ds.sizes.get("time", 1) > 1 else ""
+        missing_share = (f" ({int((~keep).sum())} of {keep.size} member-hours are missing)"
+                         if ds.sizes.get("time", 1) > 1 else "")
     else:
         done = completed_lead_hours(ds)
         if done is None:
