@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Sequence
 
 import torch
 
-__all__ = ["Ranks", "resolve_device", "setup", "teardown"]
+__all__ = ["TIMEOUT", "Ranks", "resolve_device", "setup", "teardown"]
+
+TIMEOUT = timedelta(hours=12)
+"""How long a collective may wait for the other ranks. A rank that finishes its
+share waits for the slowest one at the end of a run; torchrun stops every rank
+at once when one fails, so only a rank that hangs meets this limit."""
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0, world: int = 1) -> torch.device:
@@ -154,7 +160,7 @@ def setup(device: str = "auto") -> Ranks:
     if world > 1 and not torch.distributed.is_initialized():
         if dev.type == "mps":
             raise ValueError("--device mps cannot run under torchrun; use cpu or cuda")
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=TIMEOUT)
     return Ranks(rank, world, local, dev)
 
 

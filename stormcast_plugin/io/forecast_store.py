@@ -231,7 +231,8 @@ def write_hour(io: Any, fields: Any, coords: "OrderedDict[str, np.ndarray]", var
     variables : sequence of str
         The names along ``fields``' variable axis.
     """
-    io.write([fields[..., i, :, :].cpu() for i in range(len(variables))], coords, list(variables))
+    fields = fields.cpu()  # one copy off the device, not one per variable
+    io.write([fields[..., i, :, :] for i in range(len(variables))], coords, list(variables))
     kind = _kind(io)
     if kind not in ("zarr", "netcdf") or WRITTEN not in (io.root if kind == "zarr" else io.root.variables):
         return
