@@ -81,10 +81,13 @@ def _innovation(seed: int, member: int, time: np.datetime64, hour: int, shape: t
 
 def _weighted_sum(weights: np.ndarray, fields: Sequence[torch.Tensor]) -> torch.Tensor:
     # The one summation of the noise memory: the same order and dtype whether
-    # the fields were drawn now (member_noise) or kept (NoiseMemory).
+    # the fields were drawn now (member_noise) or kept (NoiseMemory). Each term
+    # is rounded on its own, then added (out += w * e); the product goes to a
+    # reused buffer rather than a fresh field per term.
     out = torch.zeros_like(fields[0])
+    term = torch.empty_like(out)
     for w, e in zip(weights, fields):
-        out += float(w) * e
+        out += torch.mul(e, float(w), out=term)
     return out.float()
 
 

@@ -28,6 +28,29 @@ def package():
     return pkg
 
 
+def _reference_member_noise(seed, member, time, k, shape, tau):
+    """member_noise as first written: a fresh product per term, summed in float64."""
+    import math
+
+    from stormcast_plugin.models.px.noise import member_seed
+
+    rho = math.exp(-1.0 / tau)
+    span = min(k, math.ceil(3.0 * tau))
+    weights = np.array([math.sqrt(1.0 - rho * rho) * rho ** j if j < k else rho ** k for j in range(span + 1)])
+    weights /= np.sqrt(np.sum(weights ** 2))
+    out = torch.zeros(shape, dtype=torch.float64)
+    for j, w in enumerate(weights):
+        g = torch.Generator().manual_seed(member_seed(seed, member, time, (k - j) * HOUR, stream=1))
+        out += float(w) * torch.randn(shape, generator=g, dtype=torch.float64)
+    return out.float()
+
+
+def test_member_noise_is_unchanged_bit_for_bit():
+    for k in (0, 1, 2, 5, 9):
+        assert torch.equal(member_noise(5, 2, T0, k * HOUR, (3, 16, 16), 1.5),
+                           _reference_member_noise(5, 2, T0, k, (3, 16, 16), 1.5)), k
+
+
 def test_noise_memory_equals_member_noise_bit_for_bit_and_draws_one_field_per_step():
     memory, shape, tau = NoiseMemory(), (2, 8, 8), 1.0  # window ceil(3 tau) + 1 = 4 hours
     draws = []
