@@ -16,7 +16,11 @@ It reports, for each process count:
 * seconds per member-hour per process;
 * bytes written to the store per member-hour, from the chunk files on disk
   (zstd, earth2studio's default). The fields alone, uncompressed, are
-  ``variables x ny x nx x 4`` bytes.
+  ``variables x ny x nx x 4`` bytes;
+* with ``--paper-write``: the time one process takes to write one member-hour
+  of the paper's state (99 x 512 x 640 float32, smooth random fields) into
+  a local zarr store through :func:`stormcast_plugin.io.forecast_store.write_hour`,
+  and the bytes that lands on disk.
 
 Usage (repository root)::
 
@@ -77,6 +81,38 @@ def worker(args: argparse.Namespace) -> None:
     teardown()
 
 
+def paper_write(repeats: int = 3) -> tuple[float, int]:
+    """(seconds, bytes on disk) of writing one 99 x 512 x 640 member-hour, median of ``repeats``."""
+    from collections import OrderedDict
+
+    import numpy as np
+    import torch
+
+    from stormcast_plugin.io.forecast_store import add_forecast_arrays, open_output, write_hour
+
+    names = [f"v{i}" for i in range(99)]
+    # smooth fields (a few waves plus weak noise) compress like weather, not like white noise
+    y, x = np.meshgrid(np.linspace(0, 6, 512), np.linspace(0, 8, 640), indexing="ij")
+    rng = np.random.default_rng(0)
+    base = np.stack([np.sin(y * rng.uniform(0.5, 2) + x * rng.uniform(0.5, 2)) * 10 + 280 for _ in names])
+    fields = torch.from_numpy((base + rng.normal(0, 0.05, base.shape)).astype(np.float32))[None, None, None]
+    times = []
+    with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
+        coords = OrderedDict(ensemble=np.arange(repeats), time=np.array([START], dtype="datetime64[ns]"),
+                             lead_time=np.array([np.timedelta64(0, "h")]), hrrr_y=np.arange(512.0),
+                             hrrr_x=np.arange(640.0))
+        io = open_output(Path(tmp) / "w.zarr")
+        add_forecast_arrays(io, coords, names, member_chunk=1)
+        for m in range(repeats):
+            one = OrderedDict(coords)
+            one["ensemble"] = coords["ensemble"][m:m + 1]
+            t0 = time.perf_counter()
+            write_hour(io, fields, one, names)
+            times.append(time.perf_counter() - t0)
+        size = _store_bytes(Path(tmp) / "w.zarr", names) // repeats
+    return sorted(times)[len(times) // 2], size
+
+
 def driver(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -112,6 +148,10 @@ def driver(args: argparse.Namespace) -> None:
     r = results[0]
     raw = r["variables"] * r["grid"][0] * r["grid"][1] * 4
     print(f"fields per member-hour uncompressed: {raw} bytes ({r['variables']} variables x {r['grid']} x 4)")
+    if args.paper_write:
+        seconds, size = paper_write()
+        print(f"one paper-size member-hour (99 x 512 x 640 float32 = {99 * 512 * 640 * 4} bytes): written in "
+              f"{seconds:.2f} s by one process, {size} bytes on disk")
 
 
 def main() -> None:
@@ -127,6 +167,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2, help="members stepped together")
     p.add_argument("--sampler-steps", type=int, default=12, help="the demo package's own setting")
     p.add_argument("--rounds", type=int, default=2, help="runs of each process count, interleaved")
+    p.add_argument("--paper-write", action="store_true", help="also time writing one paper-size member-hour")
     args = p.parse_args()
     worker(args) if args.worker else driver(args)
 

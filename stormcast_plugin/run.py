@@ -17,12 +17,19 @@ moment (Ctrl-C, a killed rank) leaves a store whose flags say exactly what
 is in it; ``resume=True`` computes the member-hours without a flag and
 nothing else, starting each member from its last stored hour.
 
+Each rank writes its hours in a background thread (:class:`_Writer`), so the
+device steps on while the previous hour is compressed and stored; the thread
+writes the fields before their flags, and a run that stops still writes
+what it had queued before it returns.
+
 A unit that runs out of device memory is split in two and goes on from its
 last hour (and later units step at most that many members), with a warning.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time as _clock
 import warnings
 from collections import OrderedDict, deque
@@ -142,6 +149,40 @@ def _tasks(time_index: int, members: np.ndarray, written: np.ndarray, batch: int
     return tasks
 
 
+class _Writer:
+    """Writes in a background thread, in order, at most ``depth`` items waiting.
+
+    An error in the thread is raised by the next :meth:`put` or by :meth:`close`.
+    """
+
+    def __init__(self, write: Any, depth: int = 2) -> None:
+        self._write, self.error = write, None
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._loop, name="stormcast-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # noqa: BLE001 - handed to the stepping thread
+                    self.error = err
+
+    def put(self, *item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(item)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Write what is queued, stop the thread, and raise its error (if asked)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error and self.error is not None:
+            raise self.error
+
+
 def _default_ranks(model: Any) -> Ranks:
     import os
 
@@ -166,6 +207,7 @@ class _Runner:
         self.written, self.batch, self.ranks, self.bar = written, batch, ranks, bar
         self.completed = completed_from_written(written)
         self.finite = self.wrote = False
+        self.writer = _Writer(self._store)
         self._cached: tuple[int, torch.Tensor] | None = None
         self._polled = _clock.monotonic()
 
@@ -245,12 +287,18 @@ class _Runner:
         return []
 
     def _write(self, xs: torch.Tensor, cs: OrderedDict, time_index: int, members: np.ndarray, lead: int) -> None:
-        out = OrderedDict((k, v) for k, v in cs.items() if k != "variable")
-        write_hour(self.io, xs, out, self.variables)
-        self.written[members, time_index, lead] = True
         if lead > 0:
             self.wrote = True
             self.finite = self.finite or bool(torch.isfinite(xs).any())
+        out = OrderedDict((k, v) for k, v in cs.items() if k != "variable")
+        self.writer.put(xs.cpu(), out, time_index, members, lead)
+
+    def _store(self, fields: torch.Tensor, coords: OrderedDict, time_index: int, members: np.ndarray,
+               lead: int) -> None:
+        """In the writer thread: the fields, their flags, the progress."""
+        write_hour(self.io, fields, coords, self.variables)
+        self.written[members, time_index, lead] = True
+        if lead > 0:
             self.progress(len(members))
 
     # ------------------------------------------------------------- progress (rank 0)
@@ -436,6 +484,7 @@ def run_forecast(
         runner.keep_initial_state(0, first)
     try:
         runner.run(mine)
+        runner.writer.close()
         handle = ranks.all_max([int(runner.wrote), int(runner.finite)], wait=False)
         while not handle.is_completed():  # rank 0 keeps counting the others' hours meanwhile
             runner.progress()
@@ -443,6 +492,7 @@ def run_forecast(
         wrote, finite = handle.result()
         runner.progress(final=True)
     finally:
+        runner.writer.close(raise_error=False)  # what was queued is written (and flagged) even on failure
         bar.close()
         if ranks.main:
             _finish(runner)
