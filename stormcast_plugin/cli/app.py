@@ -3,6 +3,7 @@
 Subcommands::
 
     stormcast forecast   run a forecast (embedded offline default unless --package)
+    stormcast hindcast   run forecasts from many initial times into one store
     stormcast plot       draw maps and animations of a forecast store
     stormcast score      score a forecast against a truth store
     stormcast train      train a model (regression, then diffusion)
@@ -38,6 +39,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run a StormCast forecast and write it to zarr or netCDF. Without --package the embedded "
         "offline default runs (a demonstration model on a synthetic case)."))
 
+    from stormcast_plugin.cli.hindcast import add_hindcast_arguments
+
+    add_hindcast_arguments(sub.add_parser(
+        "hindcast", help="run forecasts from many initial times into one store",
+        description="Run a hindcast campaign: forecasts from many initial times into one store (dimension time); "
+        "also under torchrun. --resume completes an interrupted campaign."))
+
     from stormcast_plugin.cli.plot import add_plot_arguments
 
     add_plot_arguments(sub.add_parser("plot", help="draw maps of a forecast", description="Draw maps per lead "
@@ -67,6 +75,12 @@ def _forecast(args: argparse.Namespace) -> int:
     from stormcast_plugin.cli.forecast import forecast_from_args
 
     return forecast_from_args(args)
+
+
+def _hindcast(args: argparse.Namespace) -> int:
+    from stormcast_plugin.cli.hindcast import hindcast_from_args
+
+    return hindcast_from_args(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -118,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handler = {"forecast": _forecast, "plot": _plot, "train": _train, "export": _export, "data": _data,
+    handler = {"forecast": _forecast, "hindcast": _hindcast, "plot": _plot, "train": _train, "export": _export, "data": _data,
                "score": _score}
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -2,21 +2,31 @@
 
 A forecast store is a zarr folder (zarr format 3, written by earth2studio's
 ``ZarrBackend``) or a netCDF file (``NetCDF4Backend``) holding one variable
-per weather variable over ``(ensemble, time, lead_time, hrrr_y, hrrr_x)``,
-2-D ``lat``/``lon`` and global attributes, among them
-``completed_lead_hours``: the last lead hour written for every member (-1
-before the first).
+per weather variable over ``(ensemble, time, lead_time, hrrr_y, hrrr_x)``
+(``time``: the initial times, one for a forecast, many for a hindcast
+campaign), 2-D ``lat``/``lon``, the flags :data:`WRITTEN` and global
+attributes, among them ``completed_lead_hours``: the last lead hour written
+for every member of every initial time (-1 before the first).
 
-Writing (:func:`open_output`, :func:`add_forecast_arrays`,
-:func:`set_attributes`, :func:`close_output`): hours not yet written read as
-NaN in both formats, and a zarr store carries consolidated metadata that is
-kept up to date with its attributes, so that ``xarray.open_zarr(path)``
-opens it directly.
+``written[ensemble, time, lead_time]`` is 1 for each member-hour whose
+fields are all in the store: a writer sets it only after the fields, so a
+run killed at any moment leaves flags that never claim a missing field, and
+a resumed run computes exactly the member-hours without a flag. In zarr the
+fields are chunked per member, initial time and lead hour, and the flags per
+block of ``member_chunk`` members and one initial time: processes that write
+different such blocks never write the same chunk.
 
-Reading (:func:`open_store`, :func:`open_forecast`, :func:`load_lead`):
-every error names the store, and a read error the array and the lead hour;
-:func:`open_forecast` treats the hours past ``completed_lead_hours`` as
-missing and warns when there are some.
+Writing (:func:`open_output`, :func:`open_existing`,
+:func:`add_forecast_arrays`, :func:`write_hour`, :func:`set_attributes`,
+:func:`close_output`): hours not yet written read as NaN in both formats, and
+a zarr store carries consolidated metadata that is kept up to date with its
+attributes, so that ``xarray.open_zarr(path)`` opens it directly.
+
+Reading (:func:`open_store`, :func:`open_forecast`, :func:`load_lead`,
+:func:`read_written`, :func:`read_state`): every error names the store, and
+a read error the array and the lead hour; :func:`open_forecast` treats the
+member-hours not written (or, in stores without flags, the hours past
+``completed_lead_hours``) as missing and warns when there are some.
 """
 
 from __future__ import annotations
@@ -37,23 +47,33 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "NETCDF_SUFFIXES",
+    "WRITTEN",
     "ForecastStoreError",
     "PartialForecastWarning",
     "add_forecast_arrays",
     "close_output",
+    "completed_from_written",
     "completed_lead_hours",
     "lead_hours",
     "load_lead",
+    "open_existing",
     "open_forecast",
     "open_output",
     "open_store",
+    "read_state",
+    "read_written",
     "set_attributes",
+    "write_hour",
 ]
 
 NETCDF_SUFFIXES: tuple[str, ...] = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 """File suffixes read and written as netCDF; anything else is a zarr store."""
 
 _METADATA_FILES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+WRITTEN = "written"
+"""The flag array: 1 for each ``(ensemble, time, lead_time)`` member-hour in the store."""
+_FLAG_DIMS = ("ensemble", "time", "lead_time")
 
 
 class ForecastStoreError(ValueError):
@@ -131,7 +151,8 @@ def _consolidate(io: Any) -> None:
         zarr.consolidate_metadata(io.store)
 
 
-def add_forecast_arrays(io: Any, coords: "OrderedDict[str, np.ndarray]", variables: Sequence[str]) -> None:
+def add_forecast_arrays(io: Any, coords: "OrderedDict[str, np.ndarray]", variables: Sequence[str], *,
+                        member_chunk: int | None = None) -> None:
     """Create the forecast arrays, reading as NaN until written.
 
     Parameters
@@ -142,12 +163,21 @@ def add_forecast_arrays(io: Any, coords: "OrderedDict[str, np.ndarray]", variabl
         The full coordinates, e.g. ``ensemble, time, lead_time, hrrr_y, hrrr_x``.
     variables : sequence of str
         One float32 array per name.
+    member_chunk : int, optional
+        Also create the :data:`WRITTEN` flags (zarr and netCDF; ``coords``
+        must hold ``ensemble, time, lead_time``), chunked in zarr by this
+        many members: the members one writer steps together.
     """
     kind = _kind(io)
     names = [str(v) for v in variables]
+    flags = member_chunk is not None and kind in ("zarr", "netcdf")
+    shape = tuple(len(coords[d]) for d in _FLAG_DIMS) if flags else ()
     if kind == "zarr":
         io.add_array(coords, [])  # the dimension arrays first: they take no NaN fill value
         io.add_array(coords, names, fill_value=float("nan"))
+        if flags:
+            io.root.create_array(WRITTEN, shape=shape, chunks=(int(member_chunk), 1, shape[2]), dtype="uint8",
+                                 fill_value=0, dimension_names=list(_FLAG_DIMS))
         _consolidate(io)
     elif kind == "netcdf":
         io.add_array(coords, [])
@@ -155,9 +185,93 @@ def add_forecast_arrays(io: Any, coords: "OrderedDict[str, np.ndarray]", variabl
         # back as netCDF's default fill (9.97e36). A NaN _FillValue makes them NaN.
         for name in names:
             io.root.createVariable(name, "f4", list(coords), fill_value=np.float32(np.nan))
+        if flags:
+            io.root.createVariable(WRITTEN, "u1", _FLAG_DIMS, fill_value=False)[:] = 0
         io.root.sync()
     else:
         io.add_array(coords, names)
+
+
+def open_existing(path: str | Path) -> Any:
+    """A ``ZarrBackend`` on a forecast store that exists, to write more of it.
+
+    Used by the ranks of a distributed run other than rank 0 (which created
+    the store) and by a resumed run. Nothing of the store is changed by
+    opening it.
+
+    Raises
+    ------
+    ForecastStoreError
+        When ``path`` is not a zarr forecast store with :data:`WRITTEN` flags.
+    """
+    path = Path(path)
+    if _is_netcdf(path) or not (path / "zarr.json").is_file():
+        raise ForecastStoreError(f"{path} is not a zarr forecast store; only zarr stores can be written by several "
+                                 "processes or resumed (write a .zarr with --format zarr)")
+    from earth2studio.io import ZarrBackend
+
+    io = ZarrBackend(str(path), backend_kwargs={"overwrite": False})
+    if WRITTEN not in io.root:
+        raise ForecastStoreError(f"{path} has no {WRITTEN!r} flags (a store written before they existed, or not "
+                                 "by stormcast forecast/hindcast); it cannot be resumed: write it again")
+    return io
+
+
+def write_hour(io: Any, fields: Any, coords: "OrderedDict[str, np.ndarray]", variables: Sequence[str]) -> None:
+    """Write the fields of some members at one initial time and lead hour, then their flags.
+
+    Parameters
+    ----------
+    io : earth2studio IO backend
+    fields : torch.Tensor
+        ``[member, 1, 1, variable, y, x]``.
+    coords : OrderedDict
+        ``ensemble`` (the members, ascending), ``time`` and ``lead_time``
+        (one value each), ``hrrr_y``, ``hrrr_x``.
+    variables : sequence of str
+        The names along ``fields``' variable axis.
+    """
+    fields = fields.cpu()  # one copy off the device, not one per variable
+    io.write([fields[..., i, :, :] for i in range(len(variables))], coords, list(variables))
+    kind = _kind(io)
+    if kind not in ("zarr", "netcdf") or WRITTEN not in (io.root if kind == "zarr" else io.root.variables):
+        return
+    members = np.asarray(coords["ensemble"]).astype(np.int64)
+    t = _index_of(io, "time", coords["time"][0])
+    lead = _index_of(io, "lead_time", coords["lead_time"][0])
+    if kind == "zarr":
+        io.root[WRITTEN].oindex[members, t, lead] = np.uint8(1)
+    else:
+        io.root.variables[WRITTEN][members, t, lead] = 1
+        io.root.sync()
+
+
+def _index_of(io: Any, dim: str, value: Any) -> int:
+    values = np.asarray(io.coords[dim])
+    return int(np.nonzero(values == np.asarray(value, dtype=values.dtype))[0][0])
+
+
+def read_written(io: Any) -> np.ndarray | None:
+    """The :data:`WRITTEN` flags ``[ensemble, time, lead_time]`` as booleans (None for a store without them)."""
+    kind = _kind(io)
+    if kind == "zarr" and WRITTEN in io.root:
+        return np.asarray(io.root[WRITTEN][:]) == 1
+    if kind == "netcdf" and WRITTEN in io.root.variables:
+        return np.asarray(io.root.variables[WRITTEN][:]) == 1
+    return None
+
+
+def read_state(io: Any, variables: Sequence[str], members: Sequence[int], time_index: int,
+               lead_index: int) -> np.ndarray:
+    """The stored fields ``[member, variable, y, x]`` (float32) of some members at one time and lead."""
+    members = np.asarray(members, dtype=np.int64)
+    return np.stack([np.asarray(io.root[v].oindex[members, time_index, lead_index]) for v in variables], axis=1)
+
+
+def completed_from_written(written: np.ndarray) -> int:
+    """The last lead index written for every member and initial time (-1 before the first)."""
+    whole = written.reshape(-1, written.shape[-1]).all(axis=0)
+    return int(np.argmin(whole)) - 1 if not whole.all() else written.shape[-1] - 1
 
 
 def set_attributes(io: Any, attrs: dict[str, Any]) -> None:
@@ -317,7 +431,7 @@ def _hours_text(hours: Sequence[float]) -> str:
 
 
 def open_forecast(source: Any, *, name: str | None = None) -> "xr.Dataset":
-    """Open a forecast store, with the hours its run never finished as missing.
+    """Open a forecast store, with the member-hours its run never wrote as missing.
 
     Parameters
     ----------
@@ -329,33 +443,46 @@ def open_forecast(source: Any, *, name: str | None = None) -> "xr.Dataset":
     Returns
     -------
     xarray.Dataset
-        Every variable over ``lead_time`` is NaN at the lead hours past the
-        store's ``completed_lead_hours`` (when it has that attribute).
+        Every variable over ``lead_time`` is NaN where the store's
+        :data:`WRITTEN` flag is 0; in a store without flags, at the lead
+        hours past its ``completed_lead_hours`` (when it has that attribute).
 
     Warns
     -----
     PartialForecastWarning
-        Naming the store, its completed hours and the hours treated as missing.
+        Naming the store, its completed hours and the hours not written by
+        every member (and, for several initial times, how many member-hours
+        are missing).
     """
+    import xarray as xr
+
     ds = open_store(source)
-    done = completed_lead_hours(ds)
-    if done is None or "lead_time" not in ds.dims:
+    if "lead_time" not in ds.dims:
         return ds
     hours = np.asarray(lead_hours(ds))
+    if WRITTEN in ds.data_vars:
+        keep = ds[WRITTEN].fillna(0).astype(bool)
+        done = completed_from_written(keep.transpose(..., "lead_time").values)
+        missing_share = (f" ({int((~keep).sum())} of {keep.size} member-hours are missing)"
+                         if ds.sizes.get("time", 1) > 1 else "")
+    else:
+        done = completed_lead_hours(ds)
+        if done is None:
+            return ds
+        keep = xr.DataArray(hours <= done, dims="lead_time")
+        missing_share = ""
     missing = hours[hours > done]
     if missing.size == 0:
         return ds
     where = name or (str(source) if not hasattr(source, "data_vars") else "(in memory)")
     warnings.warn(f"the forecast store {where} is incomplete (completed_lead_hours = {done}): "
                   f"{missing.size} of {hours.size} lead times "
-                  f"({_hours_text(list(missing))}) were not written by every member and are treated as missing",
+                  f"({_hours_text(list(missing))}) were not written by every member{missing_share}; what was not "
+                  "written is treated as missing",
                   PartialForecastWarning, stacklevel=2)
-    import xarray as xr
-
-    keep = xr.DataArray(hours <= done, dims="lead_time")
     out = ds.copy()
     for var, da in ds.data_vars.items():
-        if "lead_time" in da.dims:
+        if "lead_time" in da.dims and var != WRITTEN:
             out[var] = da.where(keep)
     return out
 

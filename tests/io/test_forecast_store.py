@@ -131,3 +131,50 @@ def test_invalid_metadata_json_names_store_and_array(tmp_path):
         fs.open_store(ours)
     with pytest.raises(FileNotFoundError, match="no store at"):
         fs.open_store(tmp_path / "absent.zarr")
+
+
+# ---------------------------------------------------------------- written flags
+
+def flagged(path, written):
+    """A store with flags (member chunks of 1) where ``written[member][hour]`` says what was written."""
+    io = fs.open_output(path)
+    c = coords()
+    fs.add_forecast_arrays(io, c, ["t2m"], member_chunk=1)
+    for m, hours in enumerate(written):
+        for h in hours:
+            out = OrderedDict(c)
+            out["ensemble"], out["lead_time"] = c["ensemble"][m:m + 1], c["lead_time"][h:h + 1]
+            fs.write_hour(io, torch.full((1, 1, 1, 1, NY, NX), 280.0 + 10 * m + h), out, ["t2m"])
+    return io
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_write_hour_flags_exactly_the_member_hours_written(tmp_path, suffix):
+    io = flagged(tmp_path / f"f{suffix}", [[0, 1, 2], [0]])
+    flags = fs.read_written(io)
+    assert flags.tolist() == [[[True, True, True]], [[True, False, False]]]
+    assert fs.completed_from_written(flags) == 0
+    if suffix == ".zarr":
+        np.testing.assert_array_equal(fs.read_state(io, ["t2m"], [1, 0], 0, 0)[:, 0, 0, 0], [290.0, 280.0])
+    fs.close_output(io)
+    assert fs.completed_from_written(np.ones((2, 3, 4), dtype=bool)) == 3
+    assert fs.completed_from_written(np.zeros((2, 3, 4), dtype=bool)) == -1
+
+
+def test_open_forecast_keeps_the_member_hours_written_and_masks_the_others(tmp_path):
+    path = tmp_path / "f.zarr"
+    flagged(path, [[0, 1, 2], [0]])
+    with pytest.warns(fs.PartialForecastWarning, match=r"completed_lead_hours = 0\): 2 of 3 lead times"):
+        ds = fs.open_forecast(path)
+    t2m = ds["t2m"].values
+    np.testing.assert_array_equal(t2m[0, 0, :, 0, 0], [280.0, 281.0, 282.0])  # member 0: all its hours
+    assert np.isnan(t2m[1, 0, 1:]).all() and (t2m[1, 0, 0] == 290.0).all()
+
+
+def test_open_existing_refuses_stores_it_cannot_resume(tmp_path):
+    with pytest.raises(fs.ForecastStoreError, match="not a zarr forecast store"):
+        fs.open_existing(write(tmp_path / "f.nc", 1))
+    with pytest.raises(fs.ForecastStoreError, match="has no 'written' flags"):
+        fs.open_existing(write(tmp_path / "old.zarr", 1))
+    io = fs.open_existing(flagged(tmp_path / "new.zarr", [[0], []]).store.root)
+    assert fs.read_written(io)[:, 0, 0].tolist() == [True, False]

@@ -16,7 +16,6 @@ depend on the batch it runs in.
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
@@ -31,6 +30,7 @@ from earth2studio.utils.coords import CoordSystem, handshake_coords, handshake_d
 
 from stormcast_plugin.data.conditioning import ConditioningFetcher
 from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
+from stormcast_plugin.models.px.noise import NoiseMemory, member_noise, member_seed, step_generators
 from stormcast_plugin.utils.local_time import local_time_channels
 from stormcast_plugin.package import DEFAULT_SOURCE, StormCastPackage, load_package
 from stormcast_plugin.utils.variables import check_variables
@@ -39,77 +39,6 @@ __all__ = ["StormCast", "member_noise", "member_seed"]
 
 _ONE_HOUR = np.timedelta64(1, "h")
 _SPATIAL = ("hrrr_y", "hrrr_x")
-
-
-def member_seed(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64, stream: int = 0) -> int:
-    """The noise seed of one member at one step.
-
-    Derived from the forecast seed, the member's ensemble index, the initial
-    time and the lead time, so it is the same whatever batch, rank or order
-    the member runs in. ``stream`` > 0 gives further independent seeds for
-    the same step.
-    """
-    t = int(np.datetime64(time, "s").astype("int64"))
-    lead = int(np.timedelta64(lead_time, "s").astype("int64"))
-    entropy = [int(seed) & 0xFFFFFFFF, int(member), t & 0xFFFFFFFF, (t >> 32) & 0xFFFFFFFF, lead & 0xFFFFFFFF]
-    if stream:
-        entropy.append(int(stream))
-    state = np.random.SeedSequence(entropy)
-    return int(state.generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-_NOISE_STREAM = 1  # member_seed stream of the innovations of the correlated sampler noise
-
-
-def member_noise(seed: int, member: int, time: np.datetime64, lead_time: np.timedelta64,
-                 shape: Sequence[int], memory_h: float) -> torch.Tensor:
-    r"""The initial sampler noise of one member at one step, correlated in time.
-
-    An AR(1) process over the hourly steps, :math:`n_0 = e_0`,
-    :math:`n_k = \rho\, n_{k-1} + \sqrt{1 - \rho^2}\, e_k` with
-    :math:`\rho = e^{-1/\tau}` (``tau = memory_h`` hours) and independent
-    standard normal innovations :math:`e_k` seeded by
-    ``member_seed(seed, member, time, k h, stream=1)``. It is summed directly,
-    :math:`n_k = \rho^k e_0 + \sqrt{1-\rho^2} \sum_{j<k} \rho^j e_{k-j}`,
-    over the last :math:`\lceil 3\tau \rceil` hours at most (weights
-    rescaled to unit variance), so a step needs no state from the previous
-    one and a member's noise does not depend on the batch it runs in. Every
-    :math:`n_k` is standard normal; neighbouring hours correlate by
-    :math:`\rho`. A call draws up to :math:`\lceil 3\tau \rceil + 1`
-    fields of ``shape`` on the CPU.
-
-    Parameters
-    ----------
-    seed, member, time
-        As in :func:`member_seed`.
-    lead_time : numpy.timedelta64
-        Lead time of the step's input state (a whole number of hours).
-    shape : sequence of int
-        Shape of one member's state ``[C, H, W]``.
-    memory_h : float
-        E-folding time :math:`\tau` in hours (> 0).
-
-    Returns
-    -------
-    torch.Tensor
-        float32 noise of ``shape`` (CPU).
-    """
-    if not memory_h > 0:
-        raise ValueError(f"memory_h must be > 0 hours, got {memory_h!r}")
-    hours = np.timedelta64(lead_time, "s") / _ONE_HOUR
-    if hours < 0 or hours != int(hours):
-        raise ValueError(f"lead_time {lead_time} is not a whole, non-negative number of hours")
-    k = int(hours)
-    rho = math.exp(-1.0 / memory_h)
-    span = min(k, math.ceil(3.0 * memory_h))
-    weights = np.array([math.sqrt(1.0 - rho * rho) * rho ** j if j < k else rho ** k for j in range(span + 1)])
-    weights /= np.sqrt(np.sum(weights ** 2))
-    out = torch.zeros(tuple(shape), dtype=torch.float64)
-    for j, w in enumerate(weights):
-        g = torch.Generator(device="cpu")
-        g.manual_seed(member_seed(seed, member, time, (k - j) * _ONE_HOUR, stream=_NOISE_STREAM))
-        out += float(w) * torch.randn(tuple(shape), generator=g, dtype=torch.float64)
-    return out.float()
 
 
 def _prognostic_mixin() -> type:
@@ -170,6 +99,12 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         Skip the diffusion residual (deterministic mean forecast).
     autocast_dtype : torch.dtype, optional
         Run the networks under autocast (``torch.bfloat16`` on recent GPUs).
+    noise_on_device : bool
+        Draw the sampler noise with generators on the model's device instead
+        of the CPU (no host work and no copy per step). CUDA's random streams
+        differ from the CPU's: a forecast is then reproduced exactly only with
+        this setting on the same kind of device. Settable later as
+        ``model.noise_on_device``.
     """
 
     def __init__(
@@ -182,6 +117,7 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         sampler_args: Mapping[str, Any] | None = None,
         regression_only: bool = False,
         autocast_dtype: torch.dtype | None = None,
+        noise_on_device: bool = False,
     ) -> None:
         super().__init__()
         package.validate()
@@ -204,6 +140,7 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         self.seed = seed
         self.regression_only = regression_only
         self.autocast_dtype = autocast_dtype
+        self.noise_on_device = bool(noise_on_device)
         f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         self.register_buffer("state_mean", f32(package.state_mean)[:, None, None])
         self.register_buffer("state_std", f32(package.state_std)[:, None, None])
@@ -237,6 +174,7 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         seed: int | None = None,
         regression_only: bool = False,
         autocast_dtype: torch.dtype | None = None,
+        noise_on_device: bool = False,
     ) -> "StormCast":
         """Load a model from a package.
 
@@ -250,7 +188,7 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
             the default is earth2studio's ``GFS_FX()`` (GFS forecasts, which
             need network access at the first step); pass ``ARCO()``, ``CDS()``
             or a local source for ERA5 or offline use.
-        sampler_steps, sampler_args, seed, regression_only, autocast_dtype
+        sampler_steps, sampler_args, seed, regression_only, autocast_dtype, noise_on_device
             See :class:`StormCast`.
         """
         pkg = package if isinstance(package, StormCastPackage) else load_package(package)
@@ -266,6 +204,7 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
             sampler_args=sampler_args,
             regression_only=regression_only,
             autocast_dtype=autocast_dtype,
+            noise_on_device=noise_on_device,
         )
 
     # ------------------------------------------------------------------ sampler
@@ -283,6 +222,15 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         except (TypeError, ValueError) as err:
             raise ValueError(f"bad sampler settings on the model ({err}); fix model.sampler_steps or "
                              "model.sampler_args") from None
+
+    def compile_denoiser(self, **options: Any) -> None:
+        """Compile the diffusion network in place with ``torch.compile(**options)``.
+
+        A step evaluates it ``2 * sampler_steps - 1`` times; the regression
+        network once. The first step (and each new batch size) compiles.
+        """
+        if self.nets.diffusion is not None:
+            self.nets.diffusion.compile(**options)
 
     # -------------------------------------------------------------- conditioning
     @property
@@ -419,15 +367,14 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
             return int(self.seed)
         return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
+    @property
+    def noise_device(self) -> torch.device:
+        """Where the sampler noise is drawn: the CPU, or the model's device with ``noise_on_device``."""
+        return self.device if self.noise_on_device else torch.device("cpu")
+
     def _generators(self, seed: int, members: np.ndarray, coords: CoordSystem) -> list[torch.Generator]:
         lead = np.asarray(coords["lead_time"])[0]
-        gens = []
-        for m in members:
-            for t in np.asarray(coords["time"]):
-                g = torch.Generator(device="cpu")
-                g.manual_seed(member_seed(seed, int(m), t, lead))
-                gens.append(g)
-        return gens
+        return step_generators(seed, members, np.asarray(coords["time"]), lead, self.noise_device)
 
     def _check_finite(self, x: torch.Tensor) -> None:
         bad = ~torch.isfinite(x)
@@ -442,8 +389,9 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
 
     @torch.inference_mode()
     def _step(self, x: torch.Tensor, coords: CoordSystem, members: np.ndarray,
-              seed: int) -> tuple[torch.Tensor, CoordSystem]:
-        """One hour for folded input ``[B, T, 1, C, H, W]``."""
+              seed: int, memory: NoiseMemory | None = None) -> tuple[torch.Tensor, CoordSystem]:
+        """One hour for folded input ``[B, T, 1, C, H, W]``; ``memory`` keeps a
+        rollout's noise innovations between steps (else they are drawn anew)."""
         out_coords = self.output_coords(coords)
         b, t, nl, c, h, w = x.shape
         if nl != 1:
@@ -457,8 +405,13 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
         gens = None if self.regression_only else self._generators(seed, members, coords)
         noise = None
         if gens is not None and sampler.noise_memory_h > 0:
-            noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), sampler.noise_memory_h)
-                                 for m in members for tt in np.asarray(coords["time"])]).to(self.device)
+            times = np.asarray(coords["time"])
+            if memory is not None:
+                noise = memory(seed, members, times, lead, (c, h, w), sampler.noise_memory_h, self.noise_device)
+            else:
+                noise = torch.stack([member_noise(seed, int(m), tt, lead, (c, h, w), sampler.noise_memory_h,
+                                                  device=self.noise_device) for m in members for tt in times])
+            noise = noise.to(self.device)
         clock = None
         if self.local_time:  # [T, 2, H, W] at the valid time of the input state
             clock = torch.from_numpy(local_time_channels(np.asarray(coords["time"]) + lead, self.lon))
@@ -524,12 +477,13 @@ class StormCast(torch.nn.Module, AutoModelMixin, _prognostic_mixin()):
 
 
 class _Rollout:
-    """Binds one rollout's member ids and seed to the batched generator."""
+    """Binds one rollout's member ids, seed and noise memory to the batched generator."""
 
     def __init__(self, model: StormCast, members: np.ndarray, seed: int) -> None:
         self.model = model
         self.members = members
         self.seed = seed
+        self.memory = NoiseMemory()
 
     def input_coords(self) -> CoordSystem:
         return self.model.input_coords()
@@ -545,6 +499,6 @@ class _Rollout:
         yield x, coords
         while True:
             x, coords = model.front_hook(x, coords)
-            x, coords = model._step(x, coords, self.members, self.seed)
+            x, coords = model._step(x, coords, self.members, self.seed, self.memory)
             x, coords = model.rear_hook(x, coords)
             yield x, coords

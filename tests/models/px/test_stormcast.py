@@ -268,9 +268,9 @@ def test_noise_memory_feeds_each_member_its_correlated_noise(package, initial, m
     calls = []
     real = model_module.member_noise
 
-    def spy(seed, member, time, lead, shape, memory_h):
-        calls.append((seed, member, np.datetime64(time, "h"), lead, tuple(shape), memory_h))
-        return real(seed, member, time, lead, shape, memory_h)
+    def spy(seed, member, time, lead, shape, memory_h, device=None):
+        calls.append((seed, member, np.datetime64(time, "h"), lead, tuple(shape), memory_h, str(device)))
+        return real(seed, member, time, lead, shape, memory_h, device=device)
 
     monkeypatch.setattr(model_module, "member_noise", spy)
     x, coords = initial
@@ -285,7 +285,7 @@ def test_noise_memory_feeds_each_member_its_correlated_noise(package, initial, m
     finally:
         package.sampler = SamplerOptions.from_dict({**package.sampler.to_dict(), "noise_memory_h": 0})
     c, h, w = x.shape[-3:]
-    assert calls == [(7, m, np.datetime64(T0, "h"), np.timedelta64(0, "h"), (c, h, w), 6.0) for m in (0, 1)]
+    assert calls == [(7, m, np.datetime64(T0, "h"), np.timedelta64(0, "h"), (c, h, w), 6.0, "cpu") for m in (0, 1)]
     assert float((first - base).abs().max()) > 1e-4  # other noise, other members
     with pytest.raises(ValueError, match="noise_memory_h"):
         SamplerOptions(noise_memory_h=-1.0)
