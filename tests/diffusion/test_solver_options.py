@@ -10,11 +10,8 @@ import pytest
 import torch
 
 from stormcast_plugin.diffusion import SOLVERS, make_generators
-from stormcast_plugin.models.nn import EDMPrecond, RegressionNet
-from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
-from tests.conftest import randomize_
-
-C, E, I = 3, 2, 2  # state, conditioning, invariant channels
+from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
+from tests.models.nn.test_stormcast_nets import C, _inputs, nets  # noqa: F401 (nets is a fixture)
 
 
 # ----------------------------------------------------------------------------
@@ -67,21 +64,6 @@ def test_training_config_reads_the_solver():
 # ----------------------------------------------------------------------------
 # StormCastNets.step
 # ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def nets(tiny_config):
-    reg = randomize_(RegressionNet(tiny_config(in_channels=C + E + I, out_channels=C)), seed=1)
-    dif = randomize_(
-        EDMPrecond(tiny_config(in_channels=C + C + C + I, out_channels=C, embedding_type="positional")), seed=2
-    )
-    return StormCastNets(reg, dif)
-
-
-def _inputs(b=2, h=16, w=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, C, h, w, generator=g), torch.randn(b, E, h, w, generator=g),
-            torch.randn(I, h, w, generator=g))
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))

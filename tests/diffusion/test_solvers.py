@@ -29,18 +29,22 @@ from stormcast_plugin.diffusion import (
     make_generators,
 )
 
-MU, S0 = 1.5, 0.7
-SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 800.0, 7.0
-N_SAMPLES, SAMPLE_SHAPE = 2000, (1, 4, 4)  # 32000 i.i.d. elements, below torch's parallel grain
-Z = 5.0  # standard errors allowed: a false failure has probability ~6e-7 per check
+from tests.diffusion.test_samplers import (
+    MU,
+    N_SAMPLES,
+    RHO,
+    S0,
+    SAMPLE_SHAPE,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    Z,
+    exact_flow_map,
+    gaussian_denoiser,
+    scalar_heun_gain,
+)
 
 STOCHASTIC = ("euler_ancestral", "dpmpp_2m_sde")
 ODE = ("heun", "euler", "dpmpp_2m")
-
-
-def gaussian_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    s2 = sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2
-    return MU + S0**2 / (S0**2 + s2) * (x - MU)
 
 
 class Counter:
@@ -84,23 +88,10 @@ def exact_moments(name: str, sigmas: list[float]) -> tuple[float, float]:
     return MU + m, v
 
 
-def heun_gain(sigmas: list[float]) -> float:
-    """Heun's deterministic map y_N = g * y_0 for Gaussian data (as in test_samplers)."""
-    y = 1.0
-    for a, b in zip(sigmas[:-1], sigmas[1:]):
-        d = a * y / (S0**2 + a**2)
-        y_euler = y + (b - a) * d
-        if b != 0.0:
-            y = y + (b - a) * (d + b * y_euler / (S0**2 + b**2)) / 2
-        else:
-            y = y_euler
-    return y
-
-
 def exact_variance(name: str, n: int, sigma_max: float = SIGMA_MAX) -> float:
     sig = karras_sigmas(n, SIGMA_MIN, sigma_max, RHO).tolist()
     if name == "heun":
-        return (heun_gain(sig) * sig[0]) ** 2
+        return (scalar_heun_gain(sig) * sig[0]) ** 2
     return exact_moments(name, sig)[1]
 
 
@@ -220,10 +211,6 @@ def test_member_result_depends_only_on_its_own_seed(name):
 # ----------------------------------------------------------------------------
 # Gaussian data: the exact map and the exact moments
 # ----------------------------------------------------------------------------
-
-
-def exact_flow_map(x_T: torch.Tensor) -> torch.Tensor:
-    return MU + (x_T - MU) * S0 / math.sqrt(S0**2 + SIGMA_MAX**2)
 
 
 @pytest.mark.parametrize("name, order", [("euler", 1), ("dpmpp_2m", 2), ("heun", 2)])
