@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark one full StormCast step on CPU: ``stormcast_plugin`` vs PhysicsNeMo.
 
-One step is the regression network followed by the 18-step EDM Heun sampler.
+One step is the regression network followed by the diffusion sampler. Three
+sides run on the same networks, inputs and member noise:
 
 * **physicsnemo** -- PhysicsNeMo's ``StormCastUNet`` and legacy ``EDMPrecond``
   driven exactly as Earth2Studio's StormCast wrapper drives them
@@ -13,8 +14,14 @@ One step is the regression network followed by the 18-step EDM Heun sampler.
   That solver evaluates the network twice on every step, the last one
   included: 1 + 36 = 37 evaluations per member.
 * **ours** -- ``stormcast_plugin.models.nn.stormcast_nets.StormCastNets.step`` on the whole
-  ensemble as one batch, one ``torch.Generator`` per member: 1 + 35 = 36
-  evaluations per batch (no second evaluation at sigma = 0).
+  ensemble as one batch, one ``torch.Generator`` per member, with the same
+  18-step Heun sampler: 1 + 35 = 36 evaluations per batch (no second
+  evaluation at sigma = 0).
+* **fast** -- the same ``StormCastNets.step`` with the sampler that
+  ``--fast`` names (default: the bundled demo package's sampler, e.g.
+  ``dpmpp_2m:11``; ``SOLVER:STEPS[:KEY=VALUE...]``), the default of
+  ``stormcast forecast``. Its result differs from the other two by the
+  solver's discretisation, so it is reported, not checked.
 
 Both sides use the same weights (random PhysicsNeMo networks built from a fixed
 seed and perturbed so that every layer matters, copied into ours with a strict
@@ -50,16 +57,19 @@ one, make differences of order 1e-6 to 1e-4).
 Usage (from the repository root, in an environment with PhysicsNeMo)::
 
     PYTHONPATH=. /work/refenv/bin/python benchmarks/bench_step.py --config all
+    PYTHONPATH=. /work/refenv/bin/python benchmarks/bench_step.py --fast dpmpp_2m:8 --sides ours fast
 
 Configurations (``--config``):
 
 * ``small``: the paper network narrowed to ``model_channels`` 32 on a 64 x 64
   grid, 4 ensemble members (99 state, 26 conditioning, 2 invariant channels,
   channel_mult [1,2,2,2,2], 4 blocks per level, additive spatial embedding on
-  the diffusion net).  Target: ours >= 1.5x faster per member.
+  the diffusion net).  Targets per member: ours >= 1.5x, fast >= 6x faster
+  than PhysicsNeMo.
 * ``paper``: the StormCast paper networks (model_channels 128, channel_mult
   [1,2,2,2,2], num_blocks 4, 99/26/2 channels, additive_pos_embed on the
-  diffusion net) on a reduced 64 x 80 grid, 1 member.  Target: ratio >= 0.95.
+  diffusion net) on a reduced 64 x 80 grid, 1 member.  Targets: ours >= 0.95x,
+  fast >= 3x.
 """
 
 from __future__ import annotations
@@ -91,6 +101,7 @@ CONFIGS = {
         cond=26,
         inv=2,
         target=1.5,
+        fast_target=6.0,
     ),
     "paper": dict(
         grid=(64, 80),
@@ -102,6 +113,7 @@ CONFIGS = {
         cond=26,
         inv=2,
         target=0.95,
+        fast_target=3.0,
     ),
 }
 
@@ -114,6 +126,25 @@ WEIGHT_SEED = 20240611
 INPUT_SEED = 7
 MEMBER_SEED = 1000  # member m draws its noise from Generator().manual_seed(MEMBER_SEED + m)
 TOLERANCE = 1e-3  # max abs difference (normalised units) accepted as "equal"
+SIDES = ("physicsnemo", "ours", "fast")
+
+
+def fast_sampler(spec: str | None) -> dict:
+    """The fast side's sampler settings: ``SOLVER:STEPS[:KEY=VALUE...]`` or the bundled demo's sampler."""
+    from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
+
+    if spec is None:
+        from stormcast_plugin.demo import demo_package
+
+        opts = demo_package().sampler.to_dict()
+    else:
+        parts = spec.split(":")
+        opts = {**SAMPLER, "solver": parts[0], "num_steps": parts[1] if len(parts) > 1 else 18}
+        for item in parts[2:]:
+            key, _, value = item.partition("=")
+            opts[key] = value
+    opts.pop("noise_memory_h", None)  # a setting of the model's member noise, not of the step
+    return SamplerOptions.from_dict(opts).to_dict()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -378,7 +409,7 @@ def run_physicsnemo(cfg: dict, workdir: Path, repeats: int, counter: dict):
     return step, diff_forward, warmup
 
 
-def run_ours(cfg: dict, workdir: Path, repeats: int, counter: dict):
+def run_ours(cfg: dict, workdir: Path, repeats: int, counter: dict, sampler: dict = SAMPLER):
     from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions, StormCastNets
     from stormcast_plugin.diffusion import make_generators
     from stormcast_plugin.models.nn import EDMPrecond, RegressionNet
@@ -394,7 +425,7 @@ def run_ours(cfg: dict, workdir: Path, repeats: int, counter: dict):
     inputs = torch.load(workdir / "inputs.pt", weights_only=True)
     state, cond, inv = inputs["state"], inputs["cond"], inputs["inv"]
     b = state.shape[0]
-    opts = SamplerOptions(**SAMPLER)
+    opts = SamplerOptions.from_dict(sampler)
 
     def count(*_):
         counter["evals"] += 1
@@ -441,8 +472,11 @@ def side_main(args) -> None:
     cfg = CONFIGS[args.config]
     workdir = Path(args.workdir)
     counter = {"evals": 0}
-    builder = run_ours if args.side == "ours" else run_physicsnemo
-    step, diff_forward, warmup = builder(cfg, workdir, args.repeats, counter)
+    if args.side == "physicsnemo":
+        step, diff_forward, warmup = run_physicsnemo(cfg, workdir, args.repeats, counter)
+    else:
+        sampler = json.loads(args.sampler) if args.side == "fast" else SAMPLER
+        step, diff_forward, warmup = run_ours(cfg, workdir, args.repeats, counter, sampler)
     warmup()
     gc.collect()
     rss_built = rss_mb()
@@ -478,7 +512,7 @@ def side_main(args) -> None:
         maxrss_before_steps_mb=maxrss_built,
         peak_reset=reset_ok,
         step_peak_increase_mb=maxrss_step - (rss_built if reset_ok else maxrss_built),
-        diff_forward_batch=cfg["members"] if args.side == "ours" else 1,
+        diff_forward_batch=1 if args.side == "physicsnemo" else cfg["members"],
         diff_forward_gflop=flops / 1e9,
         torch=torch.__version__,
         threads=torch.get_num_threads(),
@@ -523,6 +557,8 @@ class Side:
             sys.executable, os.path.abspath(__file__), "--side", side, "--config", name,
             "--workdir", str(workdir), "--repeats", str(args.repeats), "--threads", str(args.threads),
         ]
+        if side == "fast":
+            cmd += ["--sampler", json.dumps(args.fast_sampler)]
         self.side = side
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.read()  # ready
@@ -553,7 +589,9 @@ def bench_config(name: str, args) -> dict:
         workdir = Path(tmp)
         prepare(cfg, workdir)
         params = json.loads((workdir / "params.json").read_text())
-        order = ["physicsnemo", "ours"] if not args.ours_first else ["ours", "physicsnemo"]
+        order = [s for s in SIDES if s in args.sides]
+        if args.ours_first:
+            order = order[1:] + order[:1] if order[0] == "physicsnemo" else order
         sides = {s: Side(s, name, workdir, args) for s in order}
         timed = {s: dict(step=[], forward=[]) for s in order}
 
@@ -602,62 +640,72 @@ def bench_config(name: str, args) -> dict:
                 forward_others_busy=fwd["others_busy_cores"],
             )
             results[s] = r
-        ref = torch.load(workdir / "out_physicsnemo.pt", weights_only=True)
-        ours = torch.load(workdir / "out_ours.pt", weights_only=True)
-    diff = (ours.double() - ref.double()).abs()
+        outs = {s: torch.load(workdir / f"out_{s}.pt", weights_only=True).double() for s in order}
+    ref = outs.get("physicsnemo", outs.get("ours"))
+    gaps = {s: (outs[s] - ref).abs() for s in order if outs[s] is not ref}
     return dict(
-        config=name, cfg=cfg, params=params, results=results,
-        max_abs_diff=diff.max().item(), mean_abs_diff=diff.mean().item(),
-        ref_std=ref.double().std().item(), finite=bool(torch.isfinite(ours).all()),
+        config=name, cfg=cfg, params=params, results=results, fast_sampler=args.fast_sampler,
+        reference_side="physicsnemo" if "physicsnemo" in outs else "ours",
+        max_abs_diff={s: g.max().item() for s, g in gaps.items()},
+        mean_abs_diff={s: g.mean().item() for s, g in gaps.items()},
+        ref_std=ref.std().item(), finite={s: bool(torch.isfinite(o).all()) for s, o in outs.items()},
     )
 
 
 def report(r: dict, tol: float) -> str:
-    cfg, pn, us = r["cfg"], r["results"]["physicsnemo"], r["results"]["ours"]
+    cfg, res = r["cfg"], r["results"]
+    sides = [s for s in SIDES if s in res]
     m = cfg["members"]
-    t_pn, t_us = pn["step_median_s"] / m, us["step_median_s"] / m
-    ratio = t_pn / t_us
-    eq = r["max_abs_diff"] <= tol and r["finite"]
     h, w = cfg["grid"]
+    fs = r["fast_sampler"]
+    names = dict(physicsnemo="physicsnemo", ours="ours heun:18", fast=f"fast {fs['solver']}:{fs['num_steps']}")
+
+    def row(label: str, values: list[str]) -> str:
+        return f"{label:34s}" + "".join(f"{v:>18s}" for v in values)
+
+    def col(key: str, fmt: str, fn=None) -> list[str]:
+        return [format(fn(res[s]) if fn else res[s][key], fmt) for s in sides]
+
     lines = [
         f"== {r['config']}: {h}x{w} grid, model_channels {cfg['model_channels']}, channel_mult "
         f"{cfg['channel_mult']}, num_blocks {cfg['num_blocks']}, {cfg['state']}/{cfg['cond']}/"
         f"{cfg['inv']} state/cond/inv channels, {m} member(s); params regression "
-        f"{r['params']['regression'] / 1e6:.2f} M, diffusion {r['params']['diffusion'] / 1e6:.2f} M",
-        f"{'':34s}{'physicsnemo':>14s}{'ours':>14s}{'ratio pn/ours':>15s}",
-        f"{'network evaluations per step':34s}{pn['evals_per_step']:>14d}{us['evals_per_step']:>14d}"
-        f"{'':>15s}",
-        f"{'step wall time, median (s)':34s}{pn['step_median_s']:>14.3f}{us['step_median_s']:>14.3f}"
-        f"{pn['step_median_s'] / us['step_median_s']:>15.3f}",
-        f"{'  per member (s)':34s}{t_pn:>14.3f}{t_us:>14.3f}{ratio:>15.3f}",
-        f"{'step wall time, min (s)':34s}{min(pn['step_times_s']):>14.3f}"
-        f"{min(us['step_times_s']):>14.3f}{min(pn['step_times_s']) / min(us['step_times_s']):>15.3f}",
-        f"{'  all repeats (s)':34s}  pn: {', '.join(f'{t:.2f}' for t in pn['step_times_s'])}; "
-        f"ours: {', '.join(f'{t:.2f}' for t in us['step_times_s'])}",
-        f"{'peak RSS, whole process (MB)':34s}{pn['maxrss_total_mb']:>14.0f}{us['maxrss_total_mb']:>14.0f}"
-        f"{pn['maxrss_total_mb'] / us['maxrss_total_mb']:>15.2f}",
-        f"{'peak RSS over built nets (MB)':34s}{pn['step_peak_increase_mb']:>14.0f}"
-        f"{us['step_peak_increase_mb']:>14.0f}",
-        f"{'diffusion fwd batch':34s}{pn['diff_forward_batch']:>14d}"
-        f"{us['diff_forward_batch']:>14d}",
-        f"{'diffusion fwd GFLOP / sample':34s}{pn['diff_forward_gflop'] / pn['diff_forward_batch']:>14.2f}"
-        f"{us['diff_forward_gflop'] / us['diff_forward_batch']:>14.2f}",
-        f"{'diffusion fwd time / sample (s)':34s}{pn['diff_forward_s'] / pn['diff_forward_batch']:>14.4f}"
-        f"{us['diff_forward_s'] / us['diff_forward_batch']:>14.4f}"
-        f"{(pn['diff_forward_s'] / pn['diff_forward_batch']) / (us['diff_forward_s'] / us['diff_forward_batch']):>15.3f}",
-        f"{'diffusion fwd GFLOP/s':34s}{pn['diff_forward_gflops']:>14.1f}{us['diff_forward_gflops']:>14.1f}",
-        f"{'2048^2 matmul GFLOP/s (same proc)':34s}{pn['matmul_gflops']:>14.1f}{us['matmul_gflops']:>14.1f}",
-        f"{'fraction of matmul rate':34s}{pn['diff_forward_gflops'] / pn['matmul_gflops']:>14.1%}"
-        f"{us['diff_forward_gflops'] / us['matmul_gflops']:>14.1%}",
-        f"{'other procs, cores busy (max)':34s}{max(pn['others_busy_cores']):>14.2f}"
-        f"{max(us['others_busy_cores']):>14.2f}",
-        f"{'disturbed steps re-run':34s}{pn['disturbed_retries']:>14d}{us['disturbed_retries']:>14d}",
-        f"{'disturbed timings kept':34s}{pn['disturbed_kept']:>14d}{us['disturbed_kept']:>14d}",
-        f"result: max |ours - physicsnemo| = {r['max_abs_diff']:.3e} (mean {r['mean_abs_diff']:.2e}, "
-        f"output std {r['ref_std']:.3f}) -> {'EQUAL' if eq else 'NOT EQUAL'} within {tol:g}",
-        f"speed-up per member: {ratio:.2f}x (target >= {cfg['target']}) -> "
-        f"{'PASS' if ratio >= cfg['target'] else 'MISS'}",
+        f"{r['params']['regression'] / 1e6:.2f} M, diffusion {r['params']['diffusion'] / 1e6:.2f} M; "
+        f"fast sampler {fs}",
+        row("", [names[s] for s in sides]),
+        row("network evaluations per step", col("evals_per_step", "d")),
+        row("step wall time, median (s)", col("step_median_s", ".3f")),
+        row("  per member (s)", col(None, ".3f", lambda x: x["step_median_s"] / m)),
+        row("step wall time, min (s)", col(None, ".3f", lambda x: min(x["step_times_s"]))),
+        row("  all repeats (s)", [", ".join(f"{t:.2f}" for t in res[s]["step_times_s"]) for s in sides]),
+        row("peak RSS, whole process (MB)", col("maxrss_total_mb", ".0f")),
+        row("peak RSS over built nets (MB)", col("step_peak_increase_mb", ".0f")),
+        row("diffusion fwd batch", col("diff_forward_batch", "d")),
+        row("diffusion fwd GFLOP / sample", col(None, ".2f", lambda x: x["diff_forward_gflop"] / x["diff_forward_batch"])),
+        row("diffusion fwd time / sample (s)", col(None, ".4f", lambda x: x["diff_forward_s"] / x["diff_forward_batch"])),
+        row("diffusion fwd GFLOP/s", col("diff_forward_gflops", ".1f")),
+        row("2048^2 matmul GFLOP/s (same proc)", col("matmul_gflops", ".1f")),
+        row("fraction of matmul rate", col(None, ".1%", lambda x: x["diff_forward_gflops"] / x["matmul_gflops"])),
+        row("other procs, cores busy (max)", col(None, ".2f", lambda x: max(x["others_busy_cores"]))),
+        row("disturbed steps re-run", col("disturbed_retries", "d")),
+        row("disturbed timings kept", col("disturbed_kept", "d")),
     ]
+    ref = r["reference_side"]
+    for s, gap in r["max_abs_diff"].items():
+        note = ""
+        if s == "ours":
+            eq = gap <= tol and r["finite"][s]
+            note = f" -> {'EQUAL' if eq else 'NOT EQUAL'} within {tol:g}"
+        lines.append(f"result: max |{s} - {ref}| = {gap:.3e} (mean {r['mean_abs_diff'][s]:.2e}, "
+                     f"output std {r['ref_std']:.3f}){note}")
+    for s in sides:
+        for base in sides:
+            if sides.index(base) >= sides.index(s):
+                continue
+            ratio = res[base]["step_median_s"] / res[s]["step_median_s"]
+            target = {("physicsnemo", "ours"): cfg["target"], ("physicsnemo", "fast"): cfg["fast_target"]}.get((base, s))
+            verdict = f" (target >= {target}) -> {'PASS' if ratio >= target else 'MISS'}" if target else ""
+            lines.append(f"speed-up per member, {names[s]} over {names[base]}: {ratio:.2f}x{verdict}")
     return "\n".join(lines)
 
 
@@ -677,7 +725,12 @@ def main() -> None:
                    help="longest wait for a quiet machine before each step (s, default 120)")
     p.add_argument("--ours-first", action="store_true", help="run our side before PhysicsNeMo's")
     p.add_argument("--json", type=Path, default=None, help="also write all results to this file")
-    p.add_argument("--side", choices=["ours", "physicsnemo"], help=argparse.SUPPRESS)
+    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES),
+                   help="which sides to run (default all three)")
+    p.add_argument("--fast", default=None, metavar="SOLVER:STEPS[:KEY=VALUE...]",
+                   help="sampler of the fast side (default: the bundled demo package's sampler)")
+    p.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    p.add_argument("--sampler", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -687,9 +740,10 @@ def main() -> None:
 
     import physicsnemo
 
+    args.fast_sampler = fast_sampler(args.fast)
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"physicsnemo {physicsnemo.__version__}, {args.threads} threads; "
-          f"load average {load_string()}", flush=True)
+          f"load average {load_string()}; fast sampler {args.fast_sampler}", flush=True)
     names = ["small", "paper"] if args.config == "all" else [args.config]
     all_results = []
     for name in names:

@@ -298,6 +298,11 @@ def write_official_layout(
             f"the package's sampler has noise_memory_h = {pkg.sampler.noise_memory_h:g} h, which the official "
             "layout cannot record; set it to 0 (sampler.noise_memory_h) or use save_package"
         )
+    if pkg.sampler.solver != "heun":
+        raise ValueError(
+            f"the package's sampler uses the {pkg.sampler.solver!r} solver, which the official layout cannot "
+            "record (its readers always run the EDM Heun sampler); set sampler.solver to 'heun' or use save_package"
+        )
     if mdlus_format not in ("zip", "tar"):
         raise ValueError(f"mdlus_format {mdlus_format!r} must be 'zip' or 'tar'")
     target = AtomicDir(out_dir, overwrite)

@@ -30,8 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from stormcast_plugin.diffusion import losses
-from stormcast_plugin.diffusion.samplers import Generators, edm_heun_sampler, randn_per_sample
+from stormcast_plugin.diffusion.samplers import Generators, randn_per_sample
 from stormcast_plugin.diffusion.schedules import karras_sigmas
+from stormcast_plugin.diffusion.solvers import SOLVERS, Solver, get_solver
 from stormcast_plugin.models.nn.networks import EDMPrecond, RegressionNet
 
 __all__ = ["SamplerOptions", "StormCastNets", "check_tensor"]
@@ -41,10 +42,17 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """EDM stochastic Heun sampler settings (the StormCast defaults).
+    """Diffusion sampler settings: the solver, its noise schedule and options.
 
-    With ``S_churn = 0`` the sampler is the deterministic second-order ODE
-    solve and ``2 * num_steps - 1`` network evaluations are made.
+    The defaults are StormCast's reference sampler: the EDM stochastic Heun
+    solver over 18 Karras noise levels from 800 to 0.002 (``rho`` 7) without
+    churn, the deterministic second-order ODE solve with
+    ``2 * num_steps - 1`` network evaluations. ``solver`` picks another solver
+    by name from :data:`~stormcast_plugin.diffusion.solvers.SOLVERS` (e.g.
+    ``"dpmpp_2m"``, ``num_steps`` evaluations); the schedule settings apply to
+    every solver, ``S_churn``, ``S_min`` and ``S_max`` to ``heun`` alone and
+    ``S_noise`` to ``heun`` and the stochastic solvers. Mappings without
+    ``solver`` (older package manifests) mean ``"heun"``.
 
     ``noise_memory_h`` is not a sampler setting of the reference: when
     positive, :class:`~stormcast_plugin.models.px.stormcast.StormCast` correlates each
@@ -56,9 +64,11 @@ class SamplerOptions:
     forecast do. 0 (the default) draws independent noise every hour.
 
     Each field's metadata states the values it accepts (``ge``, ``gt``:
-    bounds; ``allow_inf``: infinity too), which configuration readers check.
+    bounds; ``allow_inf``: infinity too; ``expected``: in words), which
+    configuration readers check.
     """
 
+    solver: str = field(default="heun", metadata={"expected": f"one of {list(SOLVERS)}"})
     num_steps: int = field(default=18, metadata={"ge": 1})
     sigma_min: float = field(default=0.002, metadata={"gt": 0})
     sigma_max: float = field(default=800.0, metadata={"gt": 0})
@@ -70,6 +80,7 @@ class SamplerOptions:
     noise_memory_h: float = field(default=0.0, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
+        spec = get_solver(self.solver)
         if not (math.isfinite(self.noise_memory_h) and self.noise_memory_h >= 0):
             raise ValueError(
                 f"noise_memory_h must be a finite number of hours >= 0, got {self.noise_memory_h!r}; "
@@ -81,6 +92,11 @@ class SamplerOptions:
             raise ValueError(
                 f"need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, sigma_max={self.sigma_max}"
             )
+        if self.S_churn > 0 and "S_churn" not in spec.options:
+            raise ValueError(
+                f"S_churn = {self.S_churn:g} applies to the heun solver only, not to {self.solver!r}; "
+                "set S_churn to 0, or use an SDE solver (dpmpp_2m_sde, euler_ancestral) for sampling noise"
+            )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SamplerOptions":
@@ -89,10 +105,36 @@ class SamplerOptions:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown sampler options {unknown}; known: {sorted(names)}")
-        return cls(**{k: (float(v) if k != "num_steps" else int(v)) for k, v in d.items()})
+        convert = {"num_steps": int, "solver": _solver_name}
+        return cls(**{k: convert.get(k, float)(v) for k, v in d.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def solver_spec(self) -> Solver:
+        """The :class:`~stormcast_plugin.diffusion.solvers.Solver` named by :attr:`solver`."""
+        return get_solver(self.solver)
+
+    def solver_options(self) -> dict[str, float]:
+        """The settings the solver takes as keyword arguments (e.g. the churn of ``heun``)."""
+        return {k: getattr(self, k) for k in self.solver_spec.options}
+
+    @property
+    def denoiser_evaluations(self) -> int:
+        """Diffusion network evaluations per step."""
+        return self.solver_spec.evaluations(int(self.num_steps))
+
+    @property
+    def network_evaluations(self) -> int:
+        """Network evaluations per step: the regression net's one plus :attr:`denoiser_evaluations`."""
+        return 1 + self.denoiser_evaluations
+
+
+def _solver_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"solver must be a name, one of {list(SOLVERS)}; got {value!r}")
+    return value
 
 
 def check_tensor(name: str, x: Tensor, channels: int, ndim: int = 4) -> None:
@@ -319,7 +361,7 @@ class StormCastNets(nn.Module):
             ``[B, C_extra, H, W]`` per-sample channels after the invariants
             (the local-time channels of t).
         sampler : SamplerOptions
-            Diffusion sampler settings.
+            Diffusion sampler settings: solver, noise schedule and options.
         generators : list of torch.Generator or torch.Generator, optional
             One generator per batch member makes every member reproducible on
             its own; a single generator draws the whole batch.
@@ -328,11 +370,11 @@ class StormCastNets(nn.Module):
         autocast_dtype : torch.dtype, optional
             Run the networks under autocast in this dtype (``torch.bfloat16``).
         callback : callable, optional
-            ``callback(i, sigma_i, x)`` after each sampler step.
+            ``callback(i, sigma_i, x)`` at the start of each solver step.
         initial_noise : Tensor, optional
             ``[B, C_state, H, W]`` standard normal noise the sampler starts
             from, instead of a draw from ``generators`` (which still give the
-            churn noise).
+            noise that churn and the SDE solvers draw on the way).
 
         Returns
         -------
@@ -362,17 +404,8 @@ class StormCastNets(nn.Module):
         sigmas = karras_sigmas(
             sampler.num_steps, sampler.sigma_min, sampler.sigma_max, sampler.rho, device=device
         )
-        residual = edm_heun_sampler(
-            denoise,
-            noise,
-            sigmas,
-            S_churn=sampler.S_churn,
-            S_min=sampler.S_min,
-            S_max=sampler.S_max,
-            S_noise=sampler.S_noise,
-            generators=generators,
-            callback=callback,
-        )
+        residual = sampler.solver_spec(denoise, noise, sigmas, generators=generators, callback=callback,
+                                       **sampler.solver_options())
         scale = self.diffusion.residual_scale.to(device=device, dtype=torch.float32).reshape(1, -1, 1, 1)
         return mean + residual.float() * scale
 
