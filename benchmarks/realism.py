@@ -154,13 +154,10 @@ def sigma_check(model, store, n: int, seed: int = 0, crop: int = 0) -> dict:
         mean = nets.regression_mean(s0, cond, inv, extra=extra)
         condition = nets.denoiser_condition(s0, mean, inv, extra)
         sd = float(net.sigma_data)
-        # The training units: the residual over its RMS / sigma_data per channel (the rms residual scaling,
-        # measured here on the held-out samples); the package's residual_scale also holds the spread
-        # calibration, which the network never saw.
-        r_pkg = (s1 - mean) / net.residual_scale.reshape(1, -1, 1, 1)
-        rms_pkg = r_pkg.pow(2).mean(dim=(0, 2, 3), keepdim=True).sqrt()
-        r_true = r_pkg / rms_pkg * sd
-        implied = (sd / rms_pkg).flatten().tolist()
+        # In the denoiser's units: the package's residual scale (the rms scaling measured in training, times
+        # the spread calibration). The rms scaling means an RMS of sigma_data on the training residuals.
+        r_true = (s1 - mean) / net.residual_scale.reshape(1, -1, 1, 1)
+        rms_r = r_true.pow(2).mean(dim=(0, 2, 3)).sqrt().tolist()
         g = torch.Generator().manual_seed(seed)
         per_sigma = {}
         for sigma in (0.002, 0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 10.0, 80.0):
@@ -179,11 +176,11 @@ def sigma_check(model, store, n: int, seed: int = 0, crop: int = 0) -> dict:
     rms_ratio = (sampled.pow(2).mean(dim=(0, 2, 3)) / true.pow(2).mean(dim=(0, 2, 3))).sqrt().tolist()
     ei_mean = edge_interior_ratio(((mean - s1) * model.state_std).numpy())
     print("\nDenoiser error E|D - r|^2 over that of D = c_skip x (1: no better than ignoring the data), "
-          f"{len(idx)} samples, r the true residual scaled to RMS sigma_data = {sd}; first row: the factor by "
-          "which the package's residual scale exceeds that RMS scaling (the spread calibration, as implied here)")
+          f"{len(idx)} samples, r = (x(t+1) - regression mean) / residual scale; first row: RMS of r (the rms "
+          f"residual scaling intends sigma_data = {sd})")
     print("| sigma | " + " | ".join(variables) + " |")
     print("|---|" + "---|" * len(variables))
-    print("| calibration | " + " | ".join(f"{v:.3g}" for v in implied) + " |")
+    print("| RMS r | " + " | ".join(f"{v:.3g}" for v in rms_r) + " |")
     for sigma, vals in per_sigma.items():
         print(f"| {sigma:g} | " + " | ".join(f"{v:.3g}" for v in vals) + " |")
     print("\nOne-hour sampled residual over the true residual (x(t+1) - regression mean): RMS ratio and band "
@@ -192,7 +189,7 @@ def sigma_check(model, store, n: int, seed: int = 0, crop: int = 0) -> dict:
     print("|---|---|---|---|---|---|")
     for k, v in enumerate(variables):
         print(f"| {v} | {rms_ratio[k]:.2f} | {br[k, 0]:.2f} | {br[k, 1]:.2f} | {br[k, 2]:.2f} | {ei_mean[k]:.2f} |")
-    return {"denoiser_error_ratio": {str(s): v for s, v in per_sigma.items()}, "implied_calibration": implied,
+    return {"denoiser_error_ratio": {str(s): v for s, v in per_sigma.items()}, "residual_rms_denoiser_units": rms_r,
             "sampled_residual_rms_ratio": rms_ratio, "sampled_residual_bands": br.tolist(),
             "mean_error_edge_interior": ei_mean.tolist()}
 
