@@ -65,6 +65,13 @@ def realism_tables(fc, tr, ps, variables, leads) -> dict:
             a, b = float(csi_m.sel(lead_time=lead)), float(csi_p.sel(lead_time=lead))
             out[f"refc_csi20@{int(lead)}h"] = {"model": a, "persistence": b}
             print(f"| {int(lead)} | {a:.3f} | {b:.3f} |")
+        last = int(tr.lead_time.values[-1])
+        quiet = t.sel(lead_time=last).values <= 10.0  # [init, y, x]
+        echo = f.sel(lead_time=last).values > 10.0  # [member, init, y, x]
+        share = float(echo[:, quiet].mean()) if quiet.any() else float("nan")
+        out[f"refc_spurious10@{last}h"] = share
+        print(f"\nspurious echoes at +{last} h: {100 * share:.1f} % of member points above 10 dBZ where the truth "
+              "has none")
     return out
 
 
