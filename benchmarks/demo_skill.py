@@ -90,8 +90,10 @@ def main(argv=None) -> int:
     p.add_argument("--regression-only", action="store_true", help="score the regression mean alone")
     p.add_argument("--other-terrain", action="store_true",
                    help="score even if the store's invariants (orography) are not the package's")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     from stormcast_plugin import statistics as M
     from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
@@ -99,24 +101,9 @@ def main(argv=None) -> int:
     from stormcast_plugin.run import fetch_state
     from stormcast_plugin.models.px.stormcast import StormCast
 
-    if args.package is None:
-        from stormcast_plugin.demo import demo_package as load_demo_package
+    from realism import load_with_sampler
 
-        pkg = load_demo_package()
-    else:
-        from stormcast_plugin.package import load_package
-
-        pkg = load_package(args.package)
-    if args.sampler:
-        from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
-
-        opts = pkg.sampler.to_dict()
-        for item in args.sampler:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--sampler {item!r} must look like KEY=VALUE")
-            opts[key.strip()] = value.strip()
-        pkg.sampler = SamplerOptions.from_dict(opts)
+    pkg = load_with_sampler(args.package, args.sampler)
     store = DatasetStore.open(args.store)
     if not args.other_terrain:
         from stormcast_plugin.train.dataset import normalize_invariants

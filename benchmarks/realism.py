@@ -194,6 +194,28 @@ def sigma_check(model, store, n: int, seed: int = 0, crop: int = 0) -> dict:
             "mean_error_edge_interior": ei_mean.tolist()}
 
 
+def load_with_sampler(package: str | None, overrides: list[str]):
+    """The package at ``package`` (the embedded demo when None) with ``KEY=VALUE`` sampler overrides."""
+    from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
+
+    if package is None:
+        from stormcast_plugin.demo import demo_package
+
+        pkg = demo_package()
+    else:
+        from stormcast_plugin.package import load_package
+
+        pkg = load_package(package)
+    opts = pkg.sampler.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--sampler {item!r} must look like KEY=VALUE")
+        opts[key.strip()] = value.strip()
+    pkg.sampler = SamplerOptions.from_dict(opts)
+    return pkg
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--package", default=None, help="model package (default: the embedded demo)")
@@ -217,25 +239,12 @@ def main(argv=None) -> int:
 
     from stormcast_plugin.data.store_sources import StoreConditioningSource
     from stormcast_plugin.io.dataset_store import DatasetStore
-    from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
     from stormcast_plugin.models.px.stormcast import StormCast
-    from stormcast_plugin.package import load_package
 
-    if args.package is None:
-        from stormcast_plugin.demo import demo_package
-
-        pkg = demo_package()
-    else:
-        pkg = load_package(args.package)
-    opts = pkg.sampler.to_dict()
-    for item in args.sampler:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--sampler {item!r} must look like KEY=VALUE")
-        opts[key.strip()] = value.strip()
+    overrides = list(args.sampler)
     if args.noise_memory is not None:
-        opts["noise_memory_h"] = args.noise_memory
-    pkg.sampler = SamplerOptions.from_dict(opts)
+        overrides.append(f"noise_memory_h={args.noise_memory}")
+    pkg = load_with_sampler(args.package, overrides)
     store = DatasetStore.open(args.store)
     model = StormCast(pkg, StoreConditioningSource(store), seed=args.seed,
                       regression_only=args.mode == "regression")
