@@ -2,7 +2,12 @@
 
 For several initial times of a held-out store (another synthetic seed), run an
 ensemble forecast and compare, per variable and lead time, the RMSE of the
-ensemble mean with persistence, and the spread/skill ratio.
+ensemble mean with persistence, and the spread/skill ratio. Realism is
+reported beside skill: the forecast/truth spectral power in three wavelength
+bands (below 15 km, 15-60 km, 60 km and above; 1 is right, above 1 too noisy),
+the RMSE of the members in a 4-point border over that inside it, the
+reflectivity CSI at 20 dBZ of the members against persistence's, and the
+drift (bias of the domain mean) against RMSE / 4.
 
     stormcast data synth --out /tmp/heldout.zarr --start 2024-04-22T00 --hours 40 \
         --grid 64x64 --preset tiny --seed 1 --terrain-seed 0
@@ -27,6 +32,49 @@ import torch
 import xarray as xr
 
 
+def realism_tables(fc, tr, ps, variables, leads) -> dict:
+    """Print and return band ratios, edge/interior error, refc CSI at 20 dBZ and drift per variable and lead."""
+    from realism import BORDER, band_ratios, edge_interior_ratio
+
+    from stormcast_plugin import statistics as M
+
+    out = {}
+    m, i = fc.sizes["ensemble"], fc.sizes["init"]
+    print(f"\n| variable | lead (h) | power <15 km | 15-60 km | >=60 km | edge/interior RMSE ({BORDER}-point border) "
+          "| drift (bias of the mean) | RMSE / 4 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for v in variables:
+        for lead in leads:
+            f = fc.sel(variable=v, lead_time=lead).values  # [member, init, y, x]
+            t = tr.sel(variable=v, lead_time=lead).values  # [init, y, x]
+            br = band_ratios(f.reshape(m * i, 1, *f.shape[2:]), np.tile(t, (m, 1, 1))[:, None])[0]
+            ei = float(edge_interior_ratio((f - t[None])[:, :, None])[0])
+            bias = float((f.mean(axis=0) - t).mean())
+            rmse = float(np.sqrt(((f.mean(axis=0) - t) ** 2).mean()))
+            out[f"{v}@{lead}h"] = {"bands": br.tolist(), "edge_interior": ei, "bias": bias, "rmse": rmse}
+            print(f"| {v} | {lead} | {br[0]:.2f} | {br[1]:.2f} | {br[2]:.2f} | {ei:.2f} | {bias:.3g} | {rmse / 4:.3g} |")
+    if "refc" in variables:
+        red = ("init", "y", "x")
+        f = fc.sel(variable="refc")
+        t = tr.sel(variable="refc")
+        csi_m = M.csi(f, t, thresholds=[20.0], dims=red).mean("ensemble").squeeze(drop=True)
+        csi_p = M.csi(ps.sel(variable="refc"), t, thresholds=[20.0], dims=red).squeeze(drop=True)
+        print("\n| lead (h) | refc CSI 20 dBZ (members) | persistence |")
+        print("|---|---|---|")
+        for lead in tr.lead_time.values[1:]:
+            a, b = float(csi_m.sel(lead_time=lead)), float(csi_p.sel(lead_time=lead))
+            out[f"refc_csi20@{int(lead)}h"] = {"model": a, "persistence": b}
+            print(f"| {int(lead)} | {a:.3f} | {b:.3f} |")
+        last = int(tr.lead_time.values[-1])
+        quiet = t.sel(lead_time=last).values <= 10.0  # [init, y, x]
+        echo = f.sel(lead_time=last).values > 10.0  # [member, init, y, x]
+        share = float(echo[:, quiet].mean()) if quiet.any() else float("nan")
+        out[f"refc_spurious10@{last}h"] = share
+        print(f"\nspurious echoes at +{last} h: {100 * share:.1f} % of member points above 10 dBZ where the truth "
+              "has none")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--package", default=None, help="model package (default: the embedded demo)")
@@ -42,8 +90,10 @@ def main(argv=None) -> int:
     p.add_argument("--regression-only", action="store_true", help="score the regression mean alone")
     p.add_argument("--other-terrain", action="store_true",
                    help="score even if the store's invariants (orography) are not the package's")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     from stormcast_plugin import statistics as M
     from stormcast_plugin.data.store_sources import StoreConditioningSource, StoreStateSource
@@ -51,24 +101,9 @@ def main(argv=None) -> int:
     from stormcast_plugin.run import fetch_state
     from stormcast_plugin.models.px.stormcast import StormCast
 
-    if args.package is None:
-        from stormcast_plugin.demo import demo_package as load_demo_package
+    from realism import load_with_sampler
 
-        pkg = load_demo_package()
-    else:
-        from stormcast_plugin.package import load_package
-
-        pkg = load_package(args.package)
-    if args.sampler:
-        from stormcast_plugin.models.nn.stormcast_nets import SamplerOptions
-
-        opts = pkg.sampler.to_dict()
-        for item in args.sampler:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--sampler {item!r} must look like KEY=VALUE")
-            opts[key.strip()] = value.strip()
-        pkg.sampler = SamplerOptions.from_dict(opts)
+    pkg = load_with_sampler(args.package, args.sampler)
     store = DatasetStore.open(args.store)
     if not args.other_terrain:
         from stormcast_plugin.train.dataset import normalize_invariants
@@ -122,6 +157,7 @@ def main(argv=None) -> int:
         ssr = M.spread_skill_ratio(fc, tr, dims=red, ensemble_dim="ensemble")
     else:  # a single member has no spread
         ssr = xr.full_like(rmse_model, np.nan)
+    realism = realism_tables(fc, tr, ps, variables, sorted({1, args.hours}))
     results = {}
     print("| variable | lead (h) | RMSE model | RMSE persistence | ratio | spread/skill |")
     print("|---|---|---|---|---|---|")
@@ -138,7 +174,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"results": results, "beats_persistence": beats, "spread_skill_ok": ssr_ok,
-                       "members": args.members, "inits": [str(t) for t in inits]}, fh, indent=1)
+                       "realism": realism, "members": args.members, "inits": [str(t) for t in inits]}, fh, indent=1)
     return 0
 
 

@@ -37,3 +37,9 @@ for period in apr jul; do
   "$venv/bin/python" benchmarks/demo_skill.py --package stormcast_plugin/assets/demo --store $out/heldout_$period.zarr \
     --members 8 --hours 6 --inits 6 --json $out/skill_$period.json
 done
+# Realism: band power, border/interior error and the sampled one-hour residual spectrum
+# on other held-out weather (seed 17 over the same terrain); see BENCHMARKS.md.
+"$venv/bin/stormcast" data synth --out $out/heldout_s17.zarr --start 2024-04-01T00 --hours 400 --grid 64x64 \
+  --preset tiny --seed 17 --terrain-seed 0 --overwrite
+"$venv/bin/python" benchmarks/realism.py --package stormcast_plugin/assets/demo --store $out/heldout_s17.zarr \
+  --inits 2 --spacing 150 --hours 12 --leads 1,6,12 --sigma-check 16 --json $out/realism.json
