@@ -56,6 +56,8 @@ def add_run_arguments(f: argparse.ArgumentParser, *, out: str) -> argparse.Argum
                    "cuda:LOCAL_RANK where CUDA exists, else cpu)")
     f.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
     f.add_argument("--sampler-steps", type=int, help="diffusion sampler steps (default: the package's)")
+    f.add_argument("--sampler", metavar="NAME", help="diffusion solver, e.g. heun, dpmpp_2m, dpmpp_2m_sde, "
+                   "euler_ancestral (default: the package's)")
     f.add_argument("--max-batch", "--batch-size", dest="max_batch", type=int, metavar="N",
                    help="members stepped together, at most (default: all); halved, with a warning, when the "
                    "device runs out of memory")
@@ -107,6 +109,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
                          "all members together)")
     if args.sampler_steps is not None and args.sampler_steps < 1:
         raise ValueError(f"--sampler-steps {args.sampler_steps} must be at least 1")
+    if getattr(args, "sampler", None) is not None:
+        from stormcast_plugin.diffusion.solvers import SOLVERS
+
+        if args.sampler not in SOLVERS:
+            raise ValueError(f"--sampler {args.sampler!r} is not a solver; choose one of {', '.join(SOLVERS)}")
     if args.resume and args.overwrite:
         raise ValueError("--resume completes the store at --out and --overwrite replaces it: give one of them")
 
@@ -308,6 +315,7 @@ def _run(args: argparse.Namespace, starts: list[Any], ranks: Any) -> int:
             state = StoreStateSource(where["case"]) if state is None else state
             cond = StoreConditioningSource(where["case"]) if cond is None else cond
         model = StormCast(package, cond, seed=args.seed, sampler_steps=args.sampler_steps,
+                          sampler_args=None if getattr(args, "sampler", None) is None else {"solver": args.sampler},
                           regression_only=args.regression_only, noise_on_device=args.noise_device,
                           autocast_dtype=torch.bfloat16 if args.precision == "bf16" else None).to(ranks.device)
         if args.compile:

@@ -84,7 +84,7 @@ def test_the_package_being_read_is_never_the_output(tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", [["--hours", "0"], ["--members", "0"], ["--batch-size", "-1"],
                                  ["--hours", "1000000000000"], ["--start", "2024-05-01T00:30"],
-                                 ["--device", "tpu"], ["--sampler-steps", "0"]])
+                                 ["--device", "tpu"], ["--sampler-steps", "0"], ["--sampler", "rk99"]])
 def test_bad_arguments_leave_an_old_output_untouched_and_no_stub(bad, tmp_path, capsys):
     old = _old_forecast(tmp_path / "old.zarr")
     assert cli.main(["forecast", "--out", str(old), "--overwrite", "--hours", "1", *FAST, *bad]) == 2
@@ -210,3 +210,11 @@ def test_a_dataset_store_names_a_lost_or_damaged_chunk(tmp_path):
     other.write_bytes(b"\x00garbage")
     with pytest.raises(StoreError, match=r"array 'state' at .* cannot be read"):
         DatasetStore.open(out).read_state(slice(None))
+
+
+def test_the_sampler_is_chosen_by_name(tmp_path):
+    import xarray as xr
+
+    out = tmp_path / "f.zarr"
+    assert cli.main(["forecast", "--out", str(out), "--hours", "1", "--sampler", "dpmpp_2m", *FAST]) == 0
+    assert np.isfinite(xr.open_zarr(out)["t2m"].values).all()
