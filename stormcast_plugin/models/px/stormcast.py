@@ -52,13 +52,13 @@ def _prognostic_mixin() -> type:
     """
     name = "earth2studio.models.px.utils"
     if name not in sys.modules and "earth2studio.models.px" not in sys.modules:
-        import importlib.util
+        from importlib import util as importlib_util
 
         import earth2studio
 
         path = Path(earth2studio.__file__).parent / "models" / "px" / "utils.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
+        spec = importlib_util.spec_from_file_location(name, path)
+        module = importlib_util.module_from_spec(spec)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
