@@ -297,7 +297,8 @@ def _run(args: argparse.Namespace, starts: list[Any], ranks: Any) -> int:
     with contextlib.ExitStack() as stack:
         def prepare() -> dict[str, Any]:
             target = stack.enter_context(_in_place(out) if args.resume else replacing(
-                out, [FORECAST], overwrite=args.overwrite, reading=[package_path], keep_partial=_has_hours))
+                out, [FORECAST], overwrite=args.overwrite, reading=[package_path], keep_partial=_has_hours,
+                in_place_when_new=not netcdf))
             # the demo's synthetic case, hidden beside the output
             case = target.parent / (f"{target.name}.case" if target.name.startswith(".") else f".{target.name}.case")
             stack.callback(shutil.rmtree, case, ignore_errors=True)

@@ -205,7 +205,8 @@ def _lock(out: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, kinds: Iterable[str], *, overwrite: bool,
               reading: Iterable[str | os.PathLike] = (),
-              keep_partial: bool | Callable[[Path], bool] = False) -> Iterator[Path]:
+              keep_partial: bool | Callable[[Path], bool] = False,
+              in_place_when_new: bool = False) -> Iterator[Path]:
     """Write an output beside ``path`` and swap it in when complete.
 
     Checks ``path`` with :func:`check_replaceable`, takes the output's lock,
@@ -216,6 +217,12 @@ def replacing(path: str | os.PathLike, kinds: Iterable[str], *, overwrite: bool,
     says whether it holds anything worth keeping) and no old output it is
     moved into place: a forecast interrupted after some hours keeps them,
     marked as partial by the writer.
+
+    With ``in_place_when_new`` and no old output, the new one is written at
+    ``path`` itself: there is nothing to protect, and a run killed outright
+    (SIGKILL, the out-of-memory killer, a scheduler) then leaves its hours
+    where ``--resume`` finds them instead of in a hidden sibling. On an
+    exception it is kept or deleted as ``keep_partial`` says.
 
     Yields
     ------
@@ -232,6 +239,15 @@ def replacing(path: str | os.PathLike, kinds: Iterable[str], *, overwrite: bool,
     with _lock(out):
         out = check_replaceable(path, kinds, overwrite=overwrite, reading=reading)  # again, under the lock
         _sweep_stale(out)
+        if in_place_when_new and not out.exists():
+            try:
+                yield out
+            except BaseException:
+                keep = keep_partial(out) if callable(keep_partial) and out.exists() else keep_partial
+                if not keep:
+                    _remove(out)
+                raise
+            return
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}{out.suffix}"
         _remove(tmp)
         try:

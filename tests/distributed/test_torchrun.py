@@ -86,7 +86,8 @@ def test_a_killed_rank_then_resume_equals_the_uninterrupted_campaign(one_process
     out = tmp_path / "hc.zarr"
     killed = _run([*CAMPAIGN, "--out", str(out)], ranks=2, env={"STORMCAST_TEST_KILL": "1:5"})
     assert killed.returncode != 0
-    assert out.is_dir(), "rank 0 did not keep the partial campaign at --out"
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert out.is_dir(), f"the partial campaign is not at --out; folder: {listing}\n{killed.stderr[-3000:]}"
     before = xr.open_zarr(out)["written"].values.astype(bool)
     assert 0 < before[..., 1:].sum() < before[..., 1:].size  # some member-hours written, some not
     times = xr.open_zarr(out)["time"].values

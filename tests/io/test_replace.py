@@ -104,6 +104,39 @@ def test_a_partial_output_is_kept_when_there_was_nothing_before(tmp_path):
     assert _note(out) == "first hours"
 
 
+def test_a_new_output_written_in_place_is_kept_or_removed_as_keep_partial_says(tmp_path):
+    out = tmp_path / "f.zarr"
+    with replacing(out, [FORECAST], overwrite=False, in_place_when_new=True) as target:
+        assert target == out.resolve()
+        _forecast_store(target, "complete")
+    assert _note(out) == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["f.zarr"]
+
+    fresh = tmp_path / "g.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        with replacing(fresh, [FORECAST], overwrite=False, keep_partial=lambda p: False,
+                       in_place_when_new=True) as target:
+            _forecast_store(target, "no hours yet")
+            raise KeyboardInterrupt
+    assert not fresh.exists()
+    with pytest.raises(KeyboardInterrupt):
+        with replacing(fresh, [FORECAST], overwrite=False, keep_partial=lambda p: True,
+                       in_place_when_new=True) as target:
+            _forecast_store(target, "some hours")
+            raise KeyboardInterrupt
+    assert _note(fresh) == "some hours"
+
+
+def test_an_old_output_is_still_replaced_through_a_sibling_when_in_place_is_asked(tmp_path):
+    out = _forecast_store(tmp_path / "f.zarr")
+    with pytest.raises(KeyboardInterrupt):
+        with replacing(out, [FORECAST], overwrite=True, keep_partial=True, in_place_when_new=True) as target:
+            assert target != out.resolve()
+            _forecast_store(target, "new")
+            raise KeyboardInterrupt
+    assert _note(out) == "old"
+
+
 def test_a_second_writer_is_told_another_run_is_writing(tmp_path):
     out = tmp_path / "f.zarr"
     with replacing(out, [FORECAST], overwrite=False):
