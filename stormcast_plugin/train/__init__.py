@@ -10,6 +10,7 @@ from stormcast_plugin.train.config import (
     ConfigError,
     DataConfig,
     DiffusionStageConfig,
+    RegressionStageConfig,
     LoggingConfig,
     ModelConfig,
     Period,
@@ -19,7 +20,7 @@ from stormcast_plugin.train.config import (
     load_config,
 )
 
-__all__ = ["Config", "ConfigError", "DataConfig", "DiffusionStageConfig", "LoggingConfig", "ModelConfig", "Period",
+__all__ = ["Config", "ConfigError", "DataConfig", "DiffusionStageConfig", "LoggingConfig", "ModelConfig", "Period", "RegressionStageConfig",
            "StageConfig", "TrainingConfig", "apply_overrides", "load_config", "main"]
 
 

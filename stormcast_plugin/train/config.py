@@ -169,6 +169,16 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class RegressionStageConfig(StageConfig):
+    """``regression``: as a stage, and the noise added to the input state while
+    training (``input_noise``: its standard deviation in normalised units; the
+    target stays clean, so the net learns to damp small perturbations of its
+    input instead of amplifying them hour after hour in a rollout)."""
+
+    input_noise: float = _spec(0.0, ge=0)
+
+
+@dataclass(frozen=True)
 class DiffusionStageConfig(StageConfig):
     """``diffusion``: as a stage, and the spread calibration after its last step
     (> 0: on that many validation samples)."""
@@ -193,7 +203,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    regression: StageConfig = field(default_factory=lambda: StageConfig(steps=16000))
+    regression: RegressionStageConfig = field(default_factory=lambda: RegressionStageConfig(steps=16000))
     diffusion: DiffusionStageConfig = field(default_factory=lambda: DiffusionStageConfig(steps=450000))
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -407,7 +407,8 @@ class Trainer:
         kw = dict(net_inputs(batch), next_state=batch["next_state"], net=model or self.model,
                   autocast_dtype=self._autocast_dtype())
         if self.stage == "regression":
-            return self.nets.regression_loss(**kw)
+            noise = self.config.regression.input_noise if model is None else 0.0  # validation sees clean inputs
+            return self.nets.regression_loss(**kw, input_noise=noise, generators=gens)
         return self.nets.diffusion_loss(**kw, generators=gens, P_mean=self.training.P_mean,
                                         P_std=self.training.P_std)
 

@@ -56,6 +56,8 @@ def test_stage_overrides_training_keys(tmp_path):
         ("model.residual_scaling=std", r"model.residual_scaling = 'std' is invalid: expected one of"),
         ("sampler.noise_memory_h=-2", r"sampler.noise_memory_h = -2(\.0)? is invalid"),
         ("data.local_time=maybe", r"data.local_time = 'maybe' is invalid"),
+        ("regression.input_noise=-0.1", r"regression.input_noise = -0.1 is invalid: expected a finite number >= 0"),
+        ("diffusion.input_noise=0.1", r"unknown keys \['input_noise'\] in section diffusion"),
     ],
 )
 def test_bad_values_are_named(override, match):

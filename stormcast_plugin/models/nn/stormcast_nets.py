@@ -258,14 +258,20 @@ class StormCastNets(nn.Module):
     # ------------------------------------------------------------------ losses
     def regression_loss(self, state: Tensor, conditioning: Tensor, invariants: Tensor, next_state: Tensor, *,
                         extra: Tensor | None = None, net: nn.Module | None = None,
-                        autocast_dtype: torch.dtype | None = None) -> Tensor:
+                        autocast_dtype: torch.dtype | None = None, input_noise: float = 0.0,
+                        generators: Generators = None) -> Tensor:
         """Mean squared error of the regression mean to ``next_state``.
 
         A residual regression net with a ``tendency_scale`` is scored in units
         of each channel's typical hourly change, so all channels weigh alike.
         ``net`` runs in place of :attr:`regression` (its scale is
-        :attr:`regression`'s).
+        :attr:`regression`'s). With ``input_noise`` > 0, Gaussian noise of that
+        standard deviation (drawn from ``generators``, one per sample) is added
+        to ``state`` before the net sees it, and the target stays clean.
         """
+        if input_noise > 0:
+            state = state + input_noise * randn_per_sample(tuple(state.shape), generators, dtype=state.dtype,
+                                                           device=state.device)
         pred = self.regression_mean(state, conditioning, invariants, extra=extra, net=net,
                                     autocast_dtype=autocast_dtype)
         scale = getattr(self.regression, "tendency_scale", None)

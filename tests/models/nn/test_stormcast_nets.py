@@ -189,3 +189,36 @@ def test_diffusion_loss_needs_a_denoiser(nets):
     x, e, inv = _inputs(b=1)
     with pytest.raises(ValueError, match="no diffusion net"):
         StormCastNets(nets.regression).diffusion_loss(x, e, inv, x, generators=make_generators([0]))
+
+
+def test_regression_input_noise_is_drawn_per_sample_and_only_on_the_state(nets):
+    """The loss with ``input_noise`` equals the plain loss of a state perturbed by
+    exactly the per-sample draws of the generators; zero noise changes nothing."""
+    from stormcast_plugin.diffusion.samplers import randn_per_sample
+
+    x, e, inv = _inputs(b=2)
+    target = torch.randn(2, C, 16, 24)
+    plain = nets.regression_loss(x, e, inv, target)
+    torch.testing.assert_close(nets.regression_loss(x, e, inv, target, input_noise=0.0,
+                                                    generators=make_generators([3, 4])), plain, rtol=0, atol=0)
+    noisy = nets.regression_loss(x, e, inv, target, input_noise=0.3, generators=make_generators([3, 4]))
+    draws = randn_per_sample(tuple(x.shape), make_generators([3, 4]), dtype=x.dtype)
+    torch.testing.assert_close(noisy, nets.regression_loss(x + 0.3 * draws, e, inv, target), rtol=0, atol=0)
+    assert abs(noisy.item() - plain.item()) > 1e-4
+    # sample 1's draw is its own: the same generator seed gives the same perturbation alone
+    alone = nets.regression_loss(x[1:], e[1:], inv, target[1:], input_noise=0.3, generators=make_generators([4]))
+    torch.testing.assert_close(alone, nets.regression_loss(x[1:] + 0.3 * draws[1:], e[1:], inv, target[1:]))
+
+
+def test_a_residual_identity_net_pays_the_input_noise_variance(tiny_config):
+    """A residual net whose change is zero predicts its (noisy) input: its expected
+    loss grows by input_noise**2 over the tendency scale squared."""
+    reg = RegressionNet(tiny_config(in_channels=C + E + I, out_channels=C), residual=True)
+    for p in reg.parameters():
+        torch.nn.init.zeros_(p)
+    reg.set_tendency_scale(torch.tensor([0.5, 1.0, 2.0]))
+    nets = StormCastNets(reg)
+    x, e, inv = _inputs(b=4, h=64, w=64)
+    loss = nets.regression_loss(x, e, inv, x, input_noise=0.2, generators=make_generators([1, 2, 3, 4]))
+    expect = (0.2 ** 2 * (1 / torch.tensor([0.5, 1.0, 2.0]) ** 2)).mean().item()
+    assert loss.item() == pytest.approx(expect, rel=0.03)
