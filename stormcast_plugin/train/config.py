@@ -358,7 +358,7 @@ def _convert(where: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
 
 def _in_range(value: float, meta: Mapping[str, Any]) -> bool:
     return ((meta.get("ge") is None or value >= meta["ge"]) and (meta.get("gt") is None or value > meta["gt"])
-            and (meta.get("lt") is None or value < meta["lt"]))
+            and (meta.get("lt") is None or value < meta["lt"]) and (meta.get("le") is None or value <= meta["le"]))
 
 
 def _time(value: Any, fail: Any) -> str:
@@ -379,7 +379,7 @@ def _time(value: Any, fail: Any) -> str:
 def _describe(kind: Any, meta: Mapping[str, Any], plural: bool = False) -> str:
     """What ``kind`` within ``meta`` accepts, in words."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
-    ge, gt, lt = meta.get("ge"), meta.get("gt"), meta.get("lt")
+    ge, gt, lt, le = meta.get("ge"), meta.get("gt"), meta.get("lt"), meta.get("le")
     if kind is bool:
         return "true or false"
     if kind is int:
@@ -392,6 +392,8 @@ def _describe(kind: Any, meta: Mapping[str, Any], plural: bool = False) -> str:
             words = "numbers" if plural else "a number"
         if ge is not None and lt is not None:
             return f"{words} in [{ge:g}, {lt:g})"
+        if ge is not None and le is not None:
+            return f"{words} in [{ge:g}, {le:g}]"
         return words + (f" > {gt:g}" if gt is not None else f" >= {ge:g}" if ge is not None else "")
     if kind is str:
         if meta.get("time"):

@@ -222,3 +222,17 @@ def test_a_residual_identity_net_pays_the_input_noise_variance(tiny_config):
     loss = nets.regression_loss(x, e, inv, x, input_noise=0.2, generators=make_generators([1, 2, 3, 4]))
     expect = (0.2 ** 2 * (1 / torch.tensor([0.5, 1.0, 2.0]) ** 2)).mean().item()
     assert loss.item() == pytest.approx(expect, rel=0.03)
+
+
+def test_the_mean_filter_filters_the_regression_mean_of_the_step(nets):
+    from stormcast_plugin.models.nn.filters import shapiro_filter
+
+    x, e, inv = _inputs()
+    mean = nets.step(x, e, inv, regression_only=True)
+    filtered = nets.step(x, e, inv, regression_only=True, sampler=SamplerOptions(num_steps=3, mean_filter=0.5))
+    torch.testing.assert_close(filtered, shapiro_filter(mean, 0.5))
+    assert (filtered - mean).abs().max() > 1e-3
+    full = nets.step(x, e, inv, sampler=SamplerOptions(num_steps=3, mean_filter=0.5), generators=make_generators([5, 6]))
+    assert torch.isfinite(full).all() and not torch.allclose(full, filtered)
+    with pytest.raises(ValueError, match=r"mean_filter must lie in \[0, 1\]"):
+        SamplerOptions(mean_filter=2.0)
